@@ -1,0 +1,786 @@
+//! The connection state machine: one per WebSocket, either role.
+
+mod send;
+
+pub use send::SendBuf;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::config::Config;
+use crate::error::{ProtocolError, SendError};
+use crate::frame::{
+    apply_mask_at, CloseCode, CloseFrame, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD,
+};
+use crate::message::{DataKind, Fragment, Message};
+use crate::utf8::{Utf8Bytes, Utf8Validator};
+
+/// Which end of the connection we are. Clients mask what they send and
+/// expect unmasked frames; servers the reverse (§5.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The end that sent the opening handshake request.
+    Client,
+    /// The end that accepted it.
+    Server,
+}
+
+/// The closing-handshake state (§7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Messages flow both ways.
+    Open,
+    /// We sent a close frame and wait for the peer's. Nothing more is sent;
+    /// received data messages are still delivered.
+    Closing,
+    /// Both close frames were exchanged, or the connection failed or its
+    /// transport ended. See [`Connection::wants_transport_closed`].
+    Closed,
+}
+
+/// Which end started the closing handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// We did (by [`Connection::close`], or by failing the connection).
+    Local,
+    /// The peer did.
+    Remote,
+}
+
+/// What is known of how the connection closed.
+///
+/// A close frame without a status is recorded with code 1005
+/// ([`CloseCode::NO_STATUS`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CloseInfo {
+    /// The close frame we sent.
+    pub sent: Option<CloseFrame>,
+    /// The close frame we received.
+    pub received: Option<CloseFrame>,
+    /// Which end sent the first close frame.
+    pub initiator: Option<Side>,
+}
+
+/// What the connection hands to the application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A whole message, or a control frame.
+    Message(Message),
+    /// A piece of a data message, with [`Config::deliver_fragments`] on.
+    Fragment(Fragment),
+}
+
+/// A message encoded once, to be sent on many connections (broadcast)
+/// without encoding it again: on a server connection, sending it queues a
+/// copy of a few header bytes and a reference to the payload.
+///
+/// ```
+/// use ws_proto::{Connection, Message, PreparedMessage, Role};
+/// let prepared = PreparedMessage::new(Message::text("tick"));
+/// let mut conns: Vec<_> = (0..3).map(|_| Connection::new(Role::Server, Default::default())).collect();
+/// for c in &mut conns {
+///     c.send_prepared(&prepared).unwrap();
+///     assert_eq!(c.buffered_amount(), 6);
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct PreparedMessage {
+    opcode: OpCode,
+    header: [u8; crate::frame::MAX_HEADER_LEN],
+    header_len: u8,
+    payload: Bytes,
+}
+
+impl PreparedMessage {
+    /// Encode a data or control message as one unmasked frame.
+    ///
+    /// Sending a prepared close does not start the closing handshake; use
+    /// [`Connection::close`] for that. A control payload over 125 bytes is
+    /// truncated to 125.
+    pub fn new(message: Message) -> Self {
+        let (opcode, mut payload) = match message {
+            Message::Text(t) => (OpCode::Text, t.into_bytes()),
+            Message::Binary(b) => (OpCode::Binary, b),
+            Message::Ping(p) => (OpCode::Ping, p),
+            Message::Pong(p) => (OpCode::Pong, p),
+            Message::Close(f) => {
+                let mut b = BytesMut::new();
+                if let Some(f) = f {
+                    f.encode_into(&mut b);
+                }
+                (OpCode::Close, b.freeze())
+            }
+        };
+        if opcode.is_control() {
+            payload.truncate(MAX_CONTROL_PAYLOAD);
+        }
+        let (header, n) = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode,
+            mask: None,
+            payload_len: payload.len() as u64,
+        }
+        .encode();
+        Self {
+            opcode,
+            header,
+            header_len: n as u8,
+            payload,
+        }
+    }
+
+    /// The payload.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+}
+
+/// A frame whose header was read and whose payload is arriving.
+#[derive(Debug, Clone, Copy)]
+struct InFrame {
+    header: FrameHeader,
+    /// Payload bytes already unmasked and checked, at the front of the
+    /// read buffer (or already discarded, when `discard`).
+    done: usize,
+    /// The connection failed: skip this payload as it arrives.
+    discard: bool,
+}
+
+/// A fragmented message being received.
+#[derive(Debug)]
+struct InMessage {
+    kind: DataKind,
+    size: u64,
+    parts: BytesMut,
+}
+
+/// A WebSocket connection after the opening handshake: the RFC 6455
+/// protocol as a state machine, with no I/O and no clock.
+///
+/// The caller moves bytes. Received bytes go in with
+/// [`receive_data`](Self::receive_data) (or straight into
+/// [`read_buffer`](Self::read_buffer)), and events come out of
+/// [`poll_event`](Self::poll_event). Messages go in with
+/// [`send`](Self::send), and the bytes to write come out of
+/// [`transmit`](Self::transmit). The connection answers pings and close
+/// frames by itself, and fails with the right close code on anything a peer
+/// must not send.
+///
+/// Methods fall into four groups: getters (`state`, `role`,
+/// `buffered_amount`, `close_info`, `wants_transport_closed`), inputs
+/// (`receive_data`, `read_buffer`, `receive_eof`), commands (`send`,
+/// `send_fragment`, `send_prepared`, `close`) and outputs (`poll_event`,
+/// `transmit`). Messages are decoded lazily, as `poll_event` is called, so
+/// the order of what the application sends and what the connection answers
+/// follows the order in which the application consumes events.
+///
+/// ```
+/// use bytes::Buf;
+/// use ws_proto::{Connection, Event, Message, Role};
+///
+/// let mut client = Connection::new(Role::Client, Default::default());
+/// let mut server = Connection::new(Role::Server, Default::default());
+/// client.send(Message::text("Hello")).unwrap();
+///
+/// // Move the client's bytes to the server.
+/// let out = client.transmit();
+/// let bytes = out.copy_to_bytes(out.remaining());
+/// server.receive_data(&bytes);
+/// assert_eq!(server.poll_event().unwrap(), Some(Event::Message(Message::text("Hello"))));
+/// assert_eq!(server.poll_event().unwrap(), None); // needs more bytes
+/// ```
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    config: Config,
+    state: State,
+    /// Received bytes not yet consumed.
+    rbuf: BytesMut,
+    frame: Option<InFrame>,
+    message: Option<InMessage>,
+    utf8: Utf8Validator,
+    send: SendBuf,
+    /// An outgoing fragmented message is unfinished.
+    sending_fragments: bool,
+    pending_pong: Option<Bytes>,
+    coalesced_pings: u32,
+    close: CloseInfo,
+    /// We failed the connection; input is read only to find the peer's close.
+    failed: bool,
+    /// The transport reached end of file.
+    eof: bool,
+    /// The abnormal end was already reported.
+    eof_reported: bool,
+}
+
+impl Connection {
+    /// A connection whose opening handshake has completed.
+    pub fn new(role: Role, config: Config) -> Self {
+        Self {
+            role,
+            config,
+            state: State::Open,
+            rbuf: BytesMut::new(),
+            frame: None,
+            message: None,
+            utf8: Utf8Validator::default(),
+            send: SendBuf::default(),
+            sending_fragments: false,
+            pending_pong: None,
+            coalesced_pings: 0,
+            close: CloseInfo::default(),
+            failed: false,
+            eof: false,
+            eof_reported: false,
+        }
+    }
+
+    // ---- getters ----
+
+    /// Our role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The closing-handshake state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// The close frames exchanged so far.
+    pub fn close_info(&self) -> &CloseInfo {
+        &self.close
+    }
+
+    /// Bytes queued for the transport and not yet written (like a browser's
+    /// `bufferedAmount`).
+    pub fn buffered_amount(&self) -> usize {
+        self.send.remaining()
+    }
+
+    /// Whether the caller should now close the transport: the connection is
+    /// closed and everything queued was written, and either we are the
+    /// server (which closes TCP first, §7.1.1), or the connection failed, or
+    /// the peer already closed its side. A client whose closing handshake
+    /// completed should wait a while for the server to close, then close.
+    pub fn wants_transport_closed(&self) -> bool {
+        self.state == State::Closed
+            && self.send.remaining() == 0
+            && (self.role == Role::Server || self.failed || self.eof)
+    }
+
+    // ---- inputs ----
+
+    /// Hand over bytes received from the transport.
+    pub fn receive_data(&mut self, data: &[u8]) {
+        if self.state != State::Closed {
+            self.rbuf.extend_from_slice(data);
+        }
+    }
+
+    /// The read buffer, for an I/O layer that reads straight into it
+    /// (saving a copy). Only append to it; the bytes already in it are the
+    /// connection's.
+    pub fn read_buffer(&mut self) -> &mut BytesMut {
+        &mut self.rbuf
+    }
+
+    /// The transport reached end of file: the peer will send nothing more.
+    pub fn receive_eof(&mut self) {
+        self.eof = true;
+    }
+
+    /// Release the memory of empty buffers (for idle connections).
+    pub fn shrink_buffers(&mut self) {
+        if self.rbuf.is_empty() {
+            self.rbuf = BytesMut::new();
+        }
+        self.send.shrink();
+    }
+
+    // ---- outputs ----
+
+    /// The next event, decoding as much of the received bytes as needed.
+    ///
+    /// `Ok(None)` means more bytes are needed (or the connection is closed).
+    /// An error means the peer broke the protocol: a close frame with
+    /// [`ProtocolError::close_code`] is queued, the state is
+    /// [`Closing`](State::Closing) (still reading, to find the peer's close
+    /// frame) or [`Closed`](State::Closed), and later calls return
+    /// `Ok(None)`. An error is reported once.
+    pub fn poll_event(&mut self) -> Result<Option<Event>, ProtocolError> {
+        loop {
+            if self.state == State::Closed {
+                self.rbuf.clear();
+                return self.check_eof();
+            }
+            let Some(mut frame) = self.frame else {
+                match FrameHeader::decode(&self.rbuf) {
+                    Ok(Some((header, n))) => {
+                        self.rbuf.advance(n);
+                        let mut frame = InFrame {
+                            header,
+                            done: 0,
+                            discard: self.failed,
+                        };
+                        if !self.failed {
+                            if let Err(e) = self.check_header(&header) {
+                                frame.discard = true;
+                                self.frame = Some(frame);
+                                return Err(self.fail(e));
+                            }
+                        } else if header.payload_len > self.config.max_frame_size as u64 {
+                            self.state = State::Closed;
+                        }
+                        self.frame = Some(frame);
+                        continue;
+                    }
+                    Ok(None) => return self.check_eof(),
+                    Err(e) => return Err(self.fail(e)),
+                }
+            };
+            let len = frame.header.payload_len as usize;
+            if frame.discard {
+                let n = self.rbuf.len().min(len - frame.done);
+                self.rbuf.advance(n);
+                frame.done += n;
+                if frame.done < len {
+                    self.frame = Some(frame);
+                    return self.check_eof();
+                }
+                self.frame = None;
+                if frame.header.opcode == OpCode::Close {
+                    self.state = State::Closed;
+                }
+                continue;
+            }
+            let avail = self.rbuf.len().min(len);
+            if avail > frame.done {
+                let text = self.is_text(&frame.header);
+                let new = &mut self.rbuf[frame.done..avail];
+                if let Some(key) = frame.header.mask {
+                    apply_mask_at(new, key, frame.done);
+                }
+                if text && self.utf8.feed(new).is_err() {
+                    frame.discard = true;
+                    frame.done = 0;
+                    self.frame = Some(frame);
+                    return Err(self.fail(ProtocolError::InvalidUtf8));
+                }
+                frame.done = avail;
+            }
+            if avail < len {
+                self.frame = Some(frame);
+                return self.check_eof();
+            }
+            self.frame = None;
+            let payload = self.rbuf.split_to(len).freeze();
+            match self.on_frame(frame.header, payload) {
+                Ok(Some(event)) => return Ok(Some(event)),
+                Ok(None) => {}
+                Err(e) => return Err(self.fail(e)),
+            }
+        }
+    }
+
+    /// The bytes to write to the transport. Write what you can, then
+    /// [`advance`](Buf::advance) it by the number of bytes written.
+    pub fn transmit(&mut self) -> &mut SendBuf {
+        self.flush_pending_pong();
+        &mut self.send
+    }
+
+    // ---- commands ----
+
+    /// Queue a message: text, binary, ping, pong, or close (as
+    /// [`close`](Self::close)). Data messages are split into frames of
+    /// [`Config::fragment_size`] when it is set.
+    pub fn send(&mut self, message: Message) -> Result<(), SendError> {
+        match message {
+            Message::Text(t) => self.send_data(OpCode::Text, t.into_bytes()),
+            Message::Binary(b) => self.send_data(OpCode::Binary, b),
+            Message::Ping(p) => self.send_control(OpCode::Ping, p),
+            Message::Pong(p) => self.send_control(OpCode::Pong, p),
+            Message::Close(f) => self.close(f),
+        }
+    }
+
+    /// Queue one frame of a data message, for messages produced piece by
+    /// piece. The first fragment's `kind` sets the message type (later
+    /// fragments' `kind` is ignored); `fin` ends the message. No other data
+    /// message may be sent until it ends; control messages may.
+    pub fn send_fragment(&mut self, fragment: Fragment) -> Result<(), SendError> {
+        self.check_open()?;
+        let opcode = if self.sending_fragments {
+            OpCode::Continuation
+        } else {
+            match fragment.kind {
+                DataKind::Text => OpCode::Text,
+                DataKind::Binary => OpCode::Binary,
+            }
+        };
+        self.write_frame(fragment.fin, opcode, &fragment.data);
+        self.sending_fragments = !fragment.fin;
+        Ok(())
+    }
+
+    /// Queue a message encoded by [`PreparedMessage::new`]. On a server
+    /// connection nothing is encoded again; a client must mask, so it
+    /// encodes the frame with a fresh mask.
+    pub fn send_prepared(&mut self, prepared: &PreparedMessage) -> Result<(), SendError> {
+        self.check_open()?;
+        if prepared.opcode.is_data() && self.sending_fragments {
+            return Err(SendError::FragmentInProgress);
+        }
+        match self.role {
+            Role::Server => {
+                self.send
+                    .push_slice(&prepared.header[..usize::from(prepared.header_len)]);
+                self.send.push_bytes(prepared.payload.clone());
+            }
+            Role::Client => self.write_frame(true, prepared.opcode, &prepared.payload),
+        }
+        Ok(())
+    }
+
+    /// Start the closing handshake (§7.1.2) by queueing a close frame, with
+    /// a status code and reason or (`None`) without. Nothing can be sent
+    /// after it; received messages are still delivered until the peer's
+    /// close frame arrives.
+    pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), SendError> {
+        self.check_open()?;
+        if let Some(f) = &frame {
+            if !f.code.is_sendable() {
+                return Err(SendError::InvalidCloseCode(f.code.as_u16()));
+            }
+            if f.reason.len() > crate::frame::MAX_CLOSE_REASON {
+                return Err(SendError::ReasonTooLong(f.reason.len()));
+            }
+        }
+        self.write_close(frame.as_ref());
+        self.close.sent = Some(frame.unwrap_or_else(no_status));
+        self.close.initiator.get_or_insert(Side::Local);
+        self.state = State::Closing;
+        Ok(())
+    }
+
+    // ---- internals ----
+
+    fn check_open(&self) -> Result<(), SendError> {
+        if self.state == State::Open && !self.failed {
+            Ok(())
+        } else {
+            Err(SendError::Closed)
+        }
+    }
+
+    fn send_data(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), SendError> {
+        self.check_open()?;
+        if self.sending_fragments {
+            return Err(SendError::FragmentInProgress);
+        }
+        let size = self.config.fragment_size;
+        if size == 0 || payload.len() <= size {
+            self.write_frame(true, opcode, &payload);
+            return Ok(());
+        }
+        let mut opcode = opcode;
+        let mut rest = payload;
+        while !rest.is_empty() {
+            let piece = rest.split_to(size.min(rest.len()));
+            self.write_frame(rest.is_empty(), opcode, &piece);
+            opcode = OpCode::Continuation;
+        }
+        Ok(())
+    }
+
+    fn send_control(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), SendError> {
+        self.check_open()?;
+        if payload.len() > MAX_CONTROL_PAYLOAD {
+            return Err(SendError::ControlTooLong(payload.len()));
+        }
+        self.write_frame(true, opcode, &payload);
+        Ok(())
+    }
+
+    fn write_frame(&mut self, fin: bool, opcode: OpCode, payload: &Bytes) {
+        // §5.3: a client masks every frame with a fresh key from a strong
+        // source of entropy (a thread-local ChaCha CSPRNG seeded by the OS).
+        let mask = match self.role {
+            Role::Client => Some(rand::random::<[u8; 4]>()),
+            Role::Server => None,
+        };
+        let (header, n) = FrameHeader {
+            fin,
+            rsv: 0,
+            opcode,
+            mask,
+            payload_len: payload.len() as u64,
+        }
+        .encode();
+        self.send.push_slice(&header[..n]);
+        match mask {
+            None => self.send.push_bytes(payload.clone()),
+            Some(key) => self.send.push_masked(payload, key),
+        }
+    }
+
+    fn write_close(&mut self, frame: Option<&CloseFrame>) {
+        let mut body = BytesMut::new();
+        if let Some(f) = frame {
+            f.encode_into(&mut body);
+        }
+        self.write_frame(true, OpCode::Close, &body.freeze());
+    }
+
+    /// Header checks that need connection state (§5.1, §5.2, §5.4) and the
+    /// size limits.
+    fn check_header(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        if h.rsv != 0 {
+            return Err(ProtocolError::ReservedBits(h.rsv));
+        }
+        if h.payload_len > self.config.max_frame_size as u64 {
+            return Err(ProtocolError::FrameTooBig {
+                size: h.payload_len,
+                max: self.config.max_frame_size,
+            });
+        }
+        let so_far = match (h.opcode, &self.message) {
+            (OpCode::Text | OpCode::Binary, Some(_)) => {
+                return Err(ProtocolError::ExpectedContinuation)
+            }
+            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+            (OpCode::Continuation, Some(m)) => m.size,
+            _ => 0,
+        };
+        let size = so_far + h.payload_len;
+        if !h.opcode.is_control() && size > self.config.max_message_size as u64 {
+            return Err(ProtocolError::MessageTooBig {
+                size,
+                max: self.config.max_message_size,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether the frame's payload is text to validate as it arrives.
+    fn is_text(&self, h: &FrameHeader) -> bool {
+        match h.opcode {
+            OpCode::Text => true,
+            OpCode::Continuation => matches!(&self.message, Some(m) if m.kind == DataKind::Text),
+            _ => false,
+        }
+    }
+
+    fn on_frame(
+        &mut self,
+        header: FrameHeader,
+        payload: Bytes,
+    ) -> Result<Option<Event>, ProtocolError> {
+        let fin = header.fin;
+        match header.opcode {
+            OpCode::Ping => {
+                // §5.5.2: answer with a pong carrying the same payload, unless
+                // we already sent a close frame.
+                if self.state == State::Open {
+                    self.queue_pong(payload.clone())?;
+                }
+                Ok(Some(Event::Message(Message::Ping(payload))))
+            }
+            OpCode::Pong => Ok(Some(Event::Message(Message::Pong(payload)))),
+            OpCode::Close => self.on_close(payload).map(Some),
+            OpCode::Text | OpCode::Binary => {
+                let kind = if header.opcode == OpCode::Text {
+                    DataKind::Text
+                } else {
+                    DataKind::Binary
+                };
+                if fin {
+                    if kind == DataKind::Text {
+                        self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                    }
+                    if self.config.deliver_fragments {
+                        return Ok(Some(Event::Fragment(Fragment {
+                            kind,
+                            data: payload,
+                            fin,
+                        })));
+                    }
+                    return Ok(Some(Event::Message(data_message(kind, payload))));
+                }
+                let deliver = self.config.deliver_fragments;
+                self.message = Some(InMessage {
+                    kind,
+                    size: payload.len() as u64,
+                    parts: if deliver {
+                        BytesMut::new()
+                    } else {
+                        BytesMut::from(&payload[..])
+                    },
+                });
+                Ok(deliver.then_some(Event::Fragment(Fragment {
+                    kind,
+                    data: payload,
+                    fin,
+                })))
+            }
+            OpCode::Continuation => {
+                let Some(message) = self.message.as_mut() else {
+                    return Err(ProtocolError::UnexpectedContinuation);
+                };
+                message.size += payload.len() as u64;
+                let kind = message.kind;
+                if !self.config.deliver_fragments {
+                    message.parts.extend_from_slice(&payload);
+                }
+                if fin {
+                    let message = self.message.take().map(|m| m.parts).unwrap_or_default();
+                    if kind == DataKind::Text {
+                        self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+                    }
+                    if self.config.deliver_fragments {
+                        return Ok(Some(Event::Fragment(Fragment {
+                            kind,
+                            data: payload,
+                            fin,
+                        })));
+                    }
+                    return Ok(Some(Event::Message(data_message(kind, message.freeze()))));
+                }
+                Ok(self.config.deliver_fragments.then_some(Event::Fragment(Fragment {
+                    kind,
+                    data: payload,
+                    fin,
+                })))
+            }
+        }
+    }
+
+    fn on_close(&mut self, payload: Bytes) -> Result<Event, ProtocolError> {
+        let frame = CloseFrame::parse(payload)?;
+        self.close.received = Some(frame.clone().unwrap_or_else(no_status));
+        if self.state == State::Open {
+            // §5.5.1: answer with a close frame, typically echoing the code.
+            self.close.initiator = Some(Side::Remote);
+            let reply = frame.as_ref().map(|f| CloseFrame::new(f.code, ""));
+            self.write_close(reply.as_ref());
+            self.close.sent = Some(reply.unwrap_or_else(no_status));
+        }
+        self.state = State::Closed;
+        self.message = None;
+        Ok(Event::Message(Message::Close(frame)))
+    }
+
+    fn queue_pong(&mut self, payload: Bytes) -> Result<(), ProtocolError> {
+        if self.pending_pong.is_none()
+            && self.send.remaining() <= self.config.pong_backlog_threshold
+        {
+            self.write_frame(true, OpCode::Pong, &payload);
+            return Ok(());
+        }
+        if self.pending_pong.replace(payload).is_some() {
+            self.coalesced_pings += 1;
+            if self.coalesced_pings > self.config.max_coalesced_pings {
+                return Err(ProtocolError::WriteBufferFull {
+                    queued: self.send.remaining(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_pending_pong(&mut self) {
+        if self.pending_pong.is_some()
+            && self.send.remaining() <= self.config.pong_backlog_threshold
+        {
+            if let Some(p) = self.pending_pong.take() {
+                if self.state == State::Open {
+                    self.write_frame(true, OpCode::Pong, &p);
+                }
+                self.coalesced_pings = 0;
+            }
+        }
+    }
+
+    /// Fail the connection (§7.1.7): queue a close frame with the error's
+    /// code, and keep reading only to find the peer's close frame, if the
+    /// framing still makes sense.
+    fn fail(&mut self, err: ProtocolError) -> ProtocolError {
+        if self.state == State::Open {
+            let mut reason = err.to_string();
+            truncate_utf8(&mut reason, crate::frame::MAX_CLOSE_REASON);
+            let frame = CloseFrame::new(err.close_code(), reason);
+            self.write_close(Some(&frame));
+            self.close.sent = Some(frame);
+            self.close.initiator.get_or_insert(Side::Local);
+            self.state = State::Closing;
+        }
+        self.failed = true;
+        self.pending_pong = None;
+        self.message = None;
+        self.utf8.reset();
+        if !err.framing_intact() {
+            self.state = State::Closed;
+            self.frame = None;
+            self.rbuf.clear();
+        }
+        err
+    }
+
+    /// Called when no more can be decoded from what was received.
+    fn check_eof(&mut self) -> Result<Option<Event>, ProtocolError> {
+        if !self.eof {
+            return Ok(None);
+        }
+        let clean = self.close.received.is_some();
+        self.state = State::Closed;
+        self.frame = None;
+        self.rbuf.clear();
+        if clean || self.failed || self.eof_reported {
+            return Ok(None);
+        }
+        self.eof_reported = true;
+        Err(ProtocolError::AbnormalClosure)
+    }
+}
+
+impl OpCode {
+    fn is_data(self) -> bool {
+        !self.is_control()
+    }
+}
+
+fn data_message(kind: DataKind, payload: Bytes) -> Message {
+    match kind {
+        DataKind::Text => Message::Text(Utf8Bytes::from_validated(payload)),
+        DataKind::Binary => Message::Binary(payload),
+    }
+}
+
+fn no_status() -> CloseFrame {
+    CloseFrame::new(CloseCode::NO_STATUS, "")
+}
+
+fn truncate_utf8(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,164 @@
+//! The outgoing byte queue.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::frame::apply_mask;
+
+/// Payloads up to this size are copied next to their header, so small frames
+/// go out in one slice; larger ones are queued by reference (no copy).
+const COPY_MAX: usize = 512;
+
+/// Bytes waiting to be written to the transport, in order: a queue of
+/// shared [`Bytes`] (large payloads, prepared broadcast frames) followed by a
+/// coalescing buffer for headers and small frames.
+///
+/// It implements [`Buf`]: write [`chunks_vectored`](Buf::chunks_vectored)
+/// with one vectored write, then [`advance`](Buf::advance) by what was
+/// written.
+///
+/// ```
+/// use bytes::Buf;
+/// let mut conn = ws_proto::Connection::new(ws_proto::Role::Server, Default::default());
+/// conn.send(ws_proto::Message::text("Hello")).unwrap();
+/// let out = conn.transmit();
+/// assert_eq!(out.chunk(), &[0x81, 0x05, b'H', b'e', b'l', b'l', b'o']);
+/// let n = out.remaining();
+/// out.advance(n);
+/// assert_eq!(conn.buffered_amount(), 0);
+/// ```
+#[derive(Debug, Default)]
+pub struct SendBuf {
+    chunks: VecDeque<Bytes>,
+    tail: BytesMut,
+    len: usize,
+}
+
+impl SendBuf {
+    pub(crate) fn push_slice(&mut self, data: &[u8]) {
+        self.tail.extend_from_slice(data);
+        self.len += data.len();
+    }
+
+    pub(crate) fn push_bytes(&mut self, data: Bytes) {
+        if data.len() <= COPY_MAX {
+            self.push_slice(&data);
+            return;
+        }
+        if !self.tail.is_empty() {
+            self.chunks.push_back(self.tail.split().freeze());
+        }
+        self.len += data.len();
+        self.chunks.push_back(data);
+    }
+
+    pub(crate) fn push_masked(&mut self, data: &[u8], key: [u8; 4]) {
+        let start = self.tail.len();
+        self.tail.extend_from_slice(data);
+        apply_mask(&mut self.tail[start..], key);
+        self.len += data.len();
+    }
+
+    /// Drop the memory of an empty queue (for idle connections).
+    pub(crate) fn shrink(&mut self) {
+        if self.len == 0 {
+            self.tail = BytesMut::new();
+            self.chunks = VecDeque::new();
+        }
+    }
+}
+
+impl Buf for SendBuf {
+    fn remaining(&self) -> usize {
+        self.len
+    }
+
+    fn chunk(&self) -> &[u8] {
+        match self.chunks.front() {
+            Some(c) => c,
+            None => &self.tail,
+        }
+    }
+
+    fn advance(&mut self, mut cnt: usize) {
+        assert!(cnt <= self.len, "advance past the end of the send buffer");
+        self.len -= cnt;
+        while cnt > 0 {
+            match self.chunks.front_mut() {
+                Some(front) if front.len() <= cnt => {
+                    cnt -= front.len();
+                    self.chunks.pop_front();
+                }
+                Some(front) => {
+                    front.advance(cnt);
+                    cnt = 0;
+                }
+                None => {
+                    self.tail.advance(cnt);
+                    cnt = 0;
+                }
+            }
+        }
+        if self.len == 0 {
+            // Keep the allocation for reuse: `clear` on an emptied BytesMut
+            // lets the next `reserve` reclaim the whole buffer.
+            self.tail.clear();
+        }
+    }
+
+    fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        let mut n = 0;
+        for c in self.chunks.iter().map(|c| &c[..]).chain(std::iter::once(&self.tail[..])) {
+            if n == dst.len() {
+                break;
+            }
+            if !c.is_empty() {
+                dst[n] = IoSlice::new(c);
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_order_across_chunks_and_tail() {
+        let mut s = SendBuf::default();
+        s.push_slice(b"ab");
+        s.push_bytes(Bytes::from(vec![b'x'; 1000]));
+        s.push_slice(b"cd");
+        let mut all = Vec::new();
+        while s.has_remaining() {
+            let c = s.chunk().to_vec();
+            all.extend_from_slice(&c);
+            s.advance(c.len());
+        }
+        let mut expect = b"ab".to_vec();
+        expect.extend(vec![b'x'; 1000]);
+        expect.extend_from_slice(b"cd");
+        assert_eq!(all, expect);
+    }
+
+    #[test]
+    fn vectored_and_partial_advance() {
+        let mut s = SendBuf::default();
+        s.push_slice(b"head");
+        s.push_bytes(Bytes::from(vec![1u8; 600]));
+        s.push_slice(b"tail");
+        let mut slices = [IoSlice::new(&[]); 8];
+        assert_eq!(s.chunks_vectored(&mut slices), 3);
+        s.advance(2);
+        assert_eq!(s.chunk(), b"ad");
+        s.advance(2 + 599);
+        assert_eq!(s.chunk(), &[1]);
+        s.advance(1);
+        assert_eq!(s.chunk(), b"tail");
+        assert_eq!(s.remaining(), 4);
+    }
+}

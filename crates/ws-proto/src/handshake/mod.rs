@@ -1,0 +1,181 @@
+//! The opening handshake (RFC 6455 §4), pure functions over bytes.
+//!
+//! Server: [`parse_request_head`] reads a request head from bytes as they
+//! arrive, [`UpgradeRequest::from_http`] validates it (and is also the entry
+//! point for a request already parsed by another HTTP stack), then
+//! [`UpgradeRequest::accept`] or [`reject`] produce the answer.
+//!
+//! Client: [`ClientRequest`] builds the request, and the [`ClientHandshake`]
+//! it returns reads and validates the server's answer.
+
+mod client;
+mod server;
+
+pub use client::{ClientHandshake, ClientRequest, UpgradeResponse};
+pub use server::{parse_request_head, reject, reject_error, write_response, Accept, UpgradeRequest};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use http::header::HeaderName;
+use http::{HeaderMap, HeaderValue};
+use sha1::{Digest, Sha1};
+
+use crate::error::HandshakeError;
+
+/// The GUID of §1.3 that the accept value is derived with.
+pub const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// The header `Sec-WebSocket-Key`.
+pub const SEC_WEBSOCKET_KEY: HeaderName = HeaderName::from_static("sec-websocket-key");
+/// The header `Sec-WebSocket-Accept`.
+pub const SEC_WEBSOCKET_ACCEPT: HeaderName = HeaderName::from_static("sec-websocket-accept");
+/// The header `Sec-WebSocket-Version`.
+pub const SEC_WEBSOCKET_VERSION: HeaderName = HeaderName::from_static("sec-websocket-version");
+/// The header `Sec-WebSocket-Protocol`.
+pub const SEC_WEBSOCKET_PROTOCOL: HeaderName = HeaderName::from_static("sec-websocket-protocol");
+/// The header `Sec-WebSocket-Extensions`.
+pub const SEC_WEBSOCKET_EXTENSIONS: HeaderName =
+    HeaderName::from_static("sec-websocket-extensions");
+
+/// The `Sec-WebSocket-Accept` value for a key (§4.2.2 item 5.4): base64 of
+/// the SHA-1 of the key followed by the GUID.
+///
+/// ```
+/// // RFC 6455 §1.3
+/// assert_eq!(
+///     ws_proto::handshake::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+///     "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+/// );
+/// ```
+pub fn accept_key(key: &[u8]) -> String {
+    let mut sha = Sha1::new();
+    sha.update(key);
+    sha.update(GUID.as_bytes());
+    BASE64.encode(sha.finalize())
+}
+
+/// A fresh `Sec-WebSocket-Key`: 16 bytes from a CSPRNG, base64 (§4.1).
+pub fn generate_key() -> String {
+    let nonce: [u8; 16] = rand::random();
+    BASE64.encode(nonce)
+}
+
+/// Limits on a handshake head, against peers that send endless headers.
+///
+/// ```
+/// let limits = ws_proto::handshake::Limits { max_head_bytes: 4096, ..Default::default() };
+/// assert_eq!(limits.max_headers, 64);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Largest request or response head, request line and headers included
+    /// (default 16 KiB). Beyond it: [`HandshakeError::HeadTooLarge`], 431.
+    pub max_head_bytes: usize,
+    /// Most header fields (default 64). Beyond it:
+    /// [`HandshakeError::TooManyHeaders`], 431.
+    pub max_headers: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_head_bytes: 16 * 1024,
+            max_headers: 64,
+        }
+    }
+}
+
+/// Whether any value of header `name` holds `token` in its comma-separated
+/// list, compared case-insensitively (§4.2.1 items 3 and 4).
+pub(crate) fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// Every comma-separated token of every value of `name`, trimmed, empty ones
+/// dropped.
+pub(crate) fn tokens(headers: &HeaderMap, name: &HeaderName) -> Vec<String> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The single value of header `name` as a trimmed string.
+pub(crate) fn single<'a>(
+    headers: &'a HeaderMap,
+    name: &'static str,
+) -> Result<&'a str, HandshakeError> {
+    let mut values = headers.get_all(name).iter();
+    let value = values.next().ok_or(HandshakeError::MissingHeader(name))?;
+    if values.next().is_some() {
+        return Err(HandshakeError::InvalidHeader(name));
+    }
+    value
+        .to_str()
+        .map(str::trim)
+        .map_err(|_| HandshakeError::InvalidHeader(name))
+}
+
+/// Copy httparse's headers into a `HeaderMap`.
+pub(crate) fn to_header_map(parsed: &[httparse::Header<'_>]) -> Result<HeaderMap, HandshakeError> {
+    let mut map = HeaderMap::with_capacity(parsed.len());
+    for h in parsed {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| HandshakeError::Malformed(httparse::Error::HeaderName))?;
+        let value = HeaderValue::from_bytes(h.value)
+            .map_err(|_| HandshakeError::Malformed(httparse::Error::HeaderValue))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// Map an httparse result for a head of `buf.len()` bytes so far, applying
+/// the size limit to heads still incomplete.
+pub(crate) fn check_partial(
+    status: Result<httparse::Status<usize>, httparse::Error>,
+    buf_len: usize,
+    limits: &Limits,
+) -> Result<Option<usize>, HandshakeError> {
+    match status {
+        Ok(httparse::Status::Complete(n)) if n <= limits.max_head_bytes => Ok(Some(n)),
+        Ok(httparse::Status::Complete(_)) => Err(HandshakeError::HeadTooLarge {
+            limit: limits.max_head_bytes,
+        }),
+        Ok(httparse::Status::Partial) if buf_len > limits.max_head_bytes => {
+            Err(HandshakeError::HeadTooLarge {
+                limit: limits.max_head_bytes,
+            })
+        }
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(HandshakeError::TooManyHeaders {
+            limit: limits.max_headers,
+        }),
+        Err(e) => Err(HandshakeError::Malformed(e)),
+    }
+}
+
+/// Serialize a head: status or request line already in `out`, then headers
+/// and the blank line.
+pub(crate) fn write_headers(headers: &HeaderMap, out: &mut Vec<u8>) {
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests;

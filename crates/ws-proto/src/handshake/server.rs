@@ -1,0 +1,312 @@
+//! The server side of the opening handshake (§4.2).
+
+use http::header::{self, HeaderName};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
+
+use super::{
+    accept_key, check_partial, has_token, single, to_header_map, tokens, write_headers, Limits,
+    SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_PROTOCOL,
+};
+use crate::error::HandshakeError;
+
+/// Parse a request head from the start of `buf`, which may hold a partial
+/// head (bytes arriving one at a time are fine: call again with more).
+///
+/// Returns `Ok(None)` while incomplete, else the request and the length of
+/// its head; bytes after it belong to the WebSocket stream. Fails when the
+/// head passes [`Limits`] or is not HTTP.
+///
+/// ```
+/// use ws_proto::handshake::{parse_request_head, Limits};
+/// let raw = b"GET /chat HTTP/1.1\r\nHost: example.com\r\n\r\n";
+/// assert!(parse_request_head(&raw[..10], &Limits::default()).unwrap().is_none());
+/// let (req, len) = parse_request_head(raw, &Limits::default()).unwrap().unwrap();
+/// assert_eq!(len, raw.len());
+/// assert_eq!(req.uri().path(), "/chat");
+/// ```
+pub fn parse_request_head(
+    buf: &[u8],
+    limits: &Limits,
+) -> Result<Option<(http::Request<()>, usize)>, HandshakeError> {
+    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
+    let mut req = httparse::Request::new(&mut headers);
+    let status = req.parse(buf);
+    let Some(len) = check_partial(status, buf.len(), limits)? else {
+        return Ok(None);
+    };
+    let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
+        .map_err(|_| HandshakeError::Malformed(httparse::Error::Token))?;
+    let uri: Uri = req
+        .path
+        .unwrap_or_default()
+        .parse()
+        .map_err(|_| HandshakeError::InvalidUri)?;
+    let version = match req.version {
+        Some(0) => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let headers = to_header_map(req.headers)?;
+    let mut request = http::Request::new(());
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = version;
+    *request.headers_mut() = headers;
+    Ok(Some((request, len)))
+}
+
+/// A validated WebSocket upgrade request: what the server's accept decision
+/// looks at (path, query, headers, Origin, offered subprotocols).
+///
+/// ```
+/// use ws_proto::handshake::{parse_request_head, Accept, Limits, UpgradeRequest};
+/// let raw = b"GET /chat?room=1 HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+///             Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+///             Origin: http://example.com\r\nSec-WebSocket-Protocol: chat, superchat\r\n\
+///             Sec-WebSocket-Version: 13\r\n\r\n";
+/// let (head, _) = parse_request_head(raw, &Limits::default()).unwrap().unwrap();
+/// let req = UpgradeRequest::from_http(&head).unwrap();
+/// assert_eq!(req.path(), "/chat");
+/// assert_eq!(req.query(), Some("room=1"));
+/// assert_eq!(req.origin(), Some("http://example.com"));
+/// assert_eq!(req.protocols(), ["chat", "superchat"]);
+/// let response = req.accept(&Accept::default().protocol("chat")).unwrap();
+/// assert_eq!(response.status(), 101);
+/// assert_eq!(response.headers()["sec-websocket-accept"], "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+/// ```
+#[derive(Debug, Clone)]
+pub struct UpgradeRequest {
+    request: http::Request<()>,
+    key: String,
+    protocols: Vec<String>,
+}
+
+impl UpgradeRequest {
+    /// Validate a request as a WebSocket upgrade (§4.2.1). Works on a
+    /// request parsed by [`parse_request_head`] or by another HTTP stack
+    /// (hyper, axum); the body is ignored.
+    pub fn from_http<B>(req: &http::Request<B>) -> Result<Self, HandshakeError> {
+        // §4.2.1 item 1: an HTTP/1.1 or higher GET request.
+        if req.method() != Method::GET {
+            return Err(HandshakeError::MethodNotGet(req.method().to_string()));
+        }
+        if req.version() < Version::HTTP_11 {
+            return Err(HandshakeError::HttpVersion);
+        }
+        let headers = req.headers();
+        // Item 3: an |Upgrade| header field containing "websocket".
+        if !has_token(headers, &header::UPGRADE, "websocket") {
+            return Err(HandshakeError::NotUpgrade);
+        }
+        // Item 2: a |Host| header field.
+        if !headers.contains_key(header::HOST) {
+            return Err(HandshakeError::MissingHeader("Host"));
+        }
+        // Item 4: a |Connection| header field including the token "Upgrade".
+        if !has_token(headers, &header::CONNECTION, "upgrade") {
+            return Err(HandshakeError::InvalidHeader("Connection"));
+        }
+        // Item 6: |Sec-WebSocket-Version| 13; otherwise §4.4 asks for 426.
+        let version = single(headers, "sec-websocket-version")
+            .map_err(|_| HandshakeError::UnsupportedVersion(String::new()))?;
+        if version != "13" {
+            return Err(HandshakeError::UnsupportedVersion(version.to_owned()));
+        }
+        // Item 5: a |Sec-WebSocket-Key| that decodes to 16 bytes.
+        let key = single(headers, "sec-websocket-key")?;
+        use base64::Engine as _;
+        match base64::engine::general_purpose::STANDARD.decode(key) {
+            Ok(k) if k.len() == 16 => {}
+            _ => return Err(HandshakeError::InvalidKey),
+        }
+        let mut request = http::Request::new(());
+        *request.method_mut() = req.method().clone();
+        *request.uri_mut() = req.uri().clone();
+        *request.version_mut() = req.version();
+        *request.headers_mut() = headers.clone();
+        Ok(Self {
+            key: key.to_owned(),
+            protocols: tokens(headers, &SEC_WEBSOCKET_PROTOCOL),
+            request,
+        })
+    }
+
+    /// The request.
+    pub fn request(&self) -> &http::Request<()> {
+        &self.request
+    }
+
+    /// The request target.
+    pub fn uri(&self) -> &Uri {
+        self.request.uri()
+    }
+
+    /// The path of the request target.
+    pub fn path(&self) -> &str {
+        self.request.uri().path()
+    }
+
+    /// The query of the request target, without `?`.
+    pub fn query(&self) -> Option<&str> {
+        self.request.uri().query()
+    }
+
+    /// All header fields.
+    pub fn headers(&self) -> &HeaderMap {
+        self.request.headers()
+    }
+
+    /// The `Origin` header (§4.2.1 item 7, §10.2), for the accept decision.
+    pub fn origin(&self) -> Option<&str> {
+        self.headers()
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+    }
+
+    /// The `Sec-WebSocket-Key`.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The subprotocols the client offered, in its order of preference.
+    pub fn protocols(&self) -> &[String] {
+        &self.protocols
+    }
+
+    /// The values of `Sec-WebSocket-Extensions`, for extension negotiation.
+    pub fn extension_offers(&self) -> impl Iterator<Item = &str> {
+        self.headers()
+            .get_all(super::SEC_WEBSOCKET_EXTENSIONS)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+    }
+
+    /// The first subprotocol the client offered that is in `supported`.
+    pub fn select_protocol<S: AsRef<str>>(&self, supported: &[S]) -> Option<&str> {
+        self.protocols
+            .iter()
+            .find(|p| supported.iter().any(|s| s.as_ref() == p.as_str()))
+            .map(String::as_str)
+    }
+
+    /// The 101 response that accepts this request (§4.2.2 item 5).
+    pub fn accept(&self, accept: &Accept) -> Result<http::Response<()>, HandshakeError> {
+        let mut headers = HeaderMap::with_capacity(4 + accept.headers.len());
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        let accept_value = HeaderValue::from_str(&accept_key(self.key.as_bytes()))
+            .map_err(|_| HandshakeError::InvalidKey)?;
+        headers.insert(SEC_WEBSOCKET_ACCEPT, accept_value);
+        if let Some(p) = &accept.protocol {
+            // §4.2.2 item 5.4: the server selects one of the client's values.
+            if !self.protocols.iter().any(|o| o == p) {
+                return Err(HandshakeError::ProtocolNotOffered(p.clone()));
+            }
+            let v = HeaderValue::from_str(p).map_err(|_| HandshakeError::InvalidCallerHeader)?;
+            headers.insert(SEC_WEBSOCKET_PROTOCOL, v);
+        }
+        if let Some(ext) = &accept.extensions {
+            headers.insert(super::SEC_WEBSOCKET_EXTENSIONS, ext.clone());
+        }
+        for (name, value) in &accept.headers {
+            headers.append(name.clone(), value.clone());
+        }
+        let mut response = http::Response::new(());
+        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        *response.headers_mut() = headers;
+        Ok(response)
+    }
+}
+
+/// The server's decision to accept a request: the subprotocol it chose and
+/// headers to add to the 101 response (cookies, for example).
+///
+/// ```
+/// use ws_proto::handshake::Accept;
+/// let accept = Accept::default()
+///     .protocol("chat")
+///     .header(http::header::SET_COOKIE, http::HeaderValue::from_static("id=1"));
+/// assert_eq!(accept.protocol.as_deref(), Some("chat"));
+/// ```
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Accept {
+    /// The chosen subprotocol; it must be one the client offered.
+    pub protocol: Option<String>,
+    /// Extra response headers.
+    pub headers: HeaderMap,
+    /// The `Sec-WebSocket-Extensions` answer, set by extension negotiation.
+    pub extensions: Option<HeaderValue>,
+}
+
+impl Accept {
+    /// Choose a subprotocol.
+    pub fn protocol(mut self, protocol: impl Into<String>) -> Self {
+        self.protocol = Some(protocol.into());
+        self
+    }
+
+    /// Add a response header.
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+}
+
+/// Serialize a response head (the 101 of [`UpgradeRequest::accept`], or
+/// any other) followed by `body`.
+pub fn write_response(response: &http::Response<()>, body: &[u8]) -> Vec<u8> {
+    let status = response.status();
+    let mut out = Vec::with_capacity(160 + body.len());
+    out.extend_from_slice(b"HTTP/1.1 ");
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    write_headers(response.headers(), &mut out);
+    out.extend_from_slice(body);
+    out
+}
+
+/// A refusal: `status` with a short plain-text `reason` as the body and
+/// `Connection: close`, plus `extra` headers.
+///
+/// ```
+/// let bytes = ws_proto::handshake::reject(http::StatusCode::FORBIDDEN, "origin not allowed", &Default::default());
+/// assert!(bytes.starts_with(b"HTTP/1.1 403 Forbidden\r\n"));
+/// assert!(bytes.ends_with(b"\r\n\r\norigin not allowed\n"));
+/// ```
+pub fn reject(status: StatusCode, reason: &str, extra: &HeaderMap) -> Vec<u8> {
+    let body = format!("{reason}\n");
+    let mut response = http::Response::new(());
+    *response.status_mut() = status;
+    let h = response.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    for (name, value) in extra {
+        h.append(name.clone(), value.clone());
+    }
+    write_response(&response, body.as_bytes())
+}
+
+/// The refusal for a handshake error: its [`status`](HandshakeError::status)
+/// and message, with `Sec-WebSocket-Version: 13` on a 426 (§4.4) and
+/// `Allow: GET` on a 405.
+pub fn reject_error(err: &HandshakeError) -> Vec<u8> {
+    let mut extra = HeaderMap::new();
+    match err.status() {
+        StatusCode::UPGRADE_REQUIRED => {
+            extra.insert(super::SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+            extra.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        }
+        StatusCode::METHOD_NOT_ALLOWED => {
+            extra.insert(header::ALLOW, HeaderValue::from_static("GET"));
+        }
+        _ => {}
+    }
+    reject(err.status(), &err.to_string(), &extra)
+}
+
