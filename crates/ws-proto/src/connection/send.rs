@@ -108,9 +108,42 @@ impl Buf for SendBuf {
         }
     }
 
+    /// Zero-copy when `len` is within the first chunk: the I/O layer takes
+    /// whole chunks out this way to write them without holding the
+    /// connection.
+    fn copy_to_bytes(&mut self, len: usize) -> Bytes {
+        assert!(
+            len <= self.len,
+            "copy_to_bytes past the end of the send buffer"
+        );
+        let taken = match self.chunks.front_mut() {
+            Some(front) if len < front.len() => front.split_to(len),
+            Some(front) if len == front.len() => self.chunks.pop_front().unwrap_or_default(),
+            None if len <= self.tail.len() => self.tail.split_to(len).freeze(),
+            _ => {
+                // Spans chunks: copy (the I/O layer never asks for this).
+                let mut out = BytesMut::with_capacity(len);
+                while out.len() < len {
+                    let chunk = self.chunk();
+                    let n = chunk.len().min(len - out.len());
+                    out.extend_from_slice(&chunk[..n]);
+                    Buf::advance(self, n);
+                }
+                return out.freeze();
+            }
+        };
+        self.len -= len;
+        taken
+    }
+
     fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
-        for c in self.chunks.iter().map(|c| &c[..]).chain(std::iter::once(&self.tail[..])) {
+        for c in self
+            .chunks
+            .iter()
+            .map(|c| &c[..])
+            .chain(std::iter::once(&self.tail[..]))
+        {
             if n == dst.len() {
                 break;
             }

@@ -1,0 +1,84 @@
+//! `ws autobahn-client`: the client testee of the Autobahn|Testsuite.
+
+use std::process::ExitCode;
+
+use ws_net::{ClientBuilder, Config, Message};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The fuzzing server's URL.
+    #[arg(long, default_value = "ws://127.0.0.1:9001")]
+    url: String,
+    /// The agent name the reports are filed under.
+    #[arg(long, default_value = "ws-rs")]
+    agent: String,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let rt = match crate::runtime(1) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ws autobahn-client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run_all(&args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ws autobahn-client: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config() -> Config {
+    let mut config = Config::default();
+    // The suite measures protocol behaviour, not liveness.
+    config.ping_interval = None;
+    config
+}
+
+async fn run_all(args: &Args) -> Result<(), ws_net::Error> {
+    let base = args.url.trim_end_matches('/');
+    let count = case_count(base).await?;
+    eprintln!("{count} cases");
+    for case in 1..=count {
+        let url = format!("{base}/runCase?case={case}&agent={}", args.agent);
+        if let Err(e) = run_case(&url).await {
+            tracing::debug!(case, error = %e, "case ended with an error");
+        }
+        if case % 50 == 0 {
+            eprintln!("{case}/{count}");
+        }
+    }
+    let url = format!("{base}/updateReports?agent={}", args.agent);
+    let (mut ws, _) = ClientBuilder::new(&url)?.config(config()).connect().await?;
+    while let Some(Ok(_)) = ws.recv().await {}
+    eprintln!("reports updated");
+    Ok(())
+}
+
+async fn case_count(base: &str) -> Result<u32, ws_net::Error> {
+    let (mut ws, _) = ClientBuilder::new(&format!("{base}/getCaseCount"))?
+        .config(config())
+        .connect()
+        .await?;
+    let mut count = None;
+    while let Some(msg) = ws.recv().await {
+        if let Message::Text(t) = msg? {
+            count = t.trim().parse().ok();
+        }
+    }
+    count.ok_or_else(|| ws_net::Error::InvalidUrl("no case count from the server".into()))
+}
+
+async fn run_case(url: &str) -> Result<(), ws_net::Error> {
+    let (mut ws, _) = ClientBuilder::new(url)?.config(config()).connect().await?;
+    while let Some(msg) = ws.recv().await {
+        let msg = msg?;
+        if msg.is_data() {
+            ws.send(msg).await?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,72 @@
+//! `ws`: a WebSocket echo server, interactive client and Autobahn testee.
+#![forbid(unsafe_code)]
+
+mod autobahn;
+mod connect;
+mod echo;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "ws",
+    version,
+    about = "WebSocket tools: echo server, client, Autobahn testee"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a server that echoes every text and binary message back.
+    #[command(
+        after_help = "Example:\n  ws echo --listen 127.0.0.1:9001\n  ws echo --listen 127.0.0.1:9001 --threads 2"
+    )]
+    Echo(echo::Args),
+    /// Connect to a server: each stdin line is sent as a message, each
+    /// received message printed on its own line.
+    #[command(
+        after_help = "Example:\n  ws connect ws://127.0.0.1:9001/\n  ws connect wss://example.com/feed --protocol v2 --header 'Authorization: Bearer t'"
+    )]
+    Connect(connect::Args),
+    /// Run the Autobahn|Testsuite client cases against a fuzzing server.
+    #[command(
+        name = "autobahn-client",
+        after_help = "Example:\n  wstest -m fuzzingserver -s autobahn/fuzzingserver.json &\n  ws autobahn-client --url ws://127.0.0.1:9002 --agent ws-rs"
+    )]
+    AutobahnClient(autobahn::Args),
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Echo(args) => echo::run(args),
+        Command::Connect(args) => connect::run(args),
+        Command::AutobahnClient(args) => autobahn::run(args),
+    }
+}
+
+/// A tokio runtime: current-thread for one thread, else multi-thread.
+fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()
+    }
+}

@@ -1,0 +1,63 @@
+//! Connection settings.
+
+use std::time::Duration;
+
+/// Settings of a connection, for both roles. The defaults protect a
+/// production service that never tunes them: keepalive pings on, a close
+/// timeout, a bounded write buffer, and ws-proto's size limits.
+///
+/// ```
+/// use std::time::Duration;
+/// let mut config = ws_net::Config::default();
+/// config.ping_interval = Some(Duration::from_secs(5));
+/// config.protocol.max_message_size = 1 << 20;
+/// assert_eq!(config.close_timeout, Duration::from_secs(10));
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Protocol limits and options (frame and message size...).
+    pub protocol: ws_proto::Config,
+    /// Limits on the opening handshake's head (16 KiB, 64 headers).
+    pub handshake_limits: ws_proto::handshake::Limits,
+    /// Time allowed for the opening handshake, from connection to the end
+    /// of the head (default 10 s). A slow or silent peer is dropped.
+    pub handshake_timeout: Duration,
+    /// Time allowed for a client's TCP connect (and TLS) (default 10 s).
+    pub connect_timeout: Duration,
+    /// Send a ping after this long without receiving anything (default
+    /// 20 s); `None` turns keepalive off.
+    pub ping_interval: Option<Duration>,
+    /// After a keepalive ping, how long to wait for any data from the peer
+    /// before the connection is declared dead (default 20 s).
+    pub ping_timeout: Duration,
+    /// Close the connection (1001) after this long without a data message
+    /// in either direction (default: off).
+    pub idle_timeout: Option<Duration>,
+    /// Once the closing handshake starts, how long to wait for it to finish
+    /// before dropping the transport (default 10 s).
+    pub close_timeout: Duration,
+    /// `send` waits while at least this many bytes are queued and not yet
+    /// written (default 128 KiB). Memory per connection stays under this
+    /// plus one message.
+    pub write_buffer_limit: usize,
+    /// Set `TCP_NODELAY` on TCP sockets this crate opens (default on).
+    pub nodelay: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            protocol: ws_proto::Config::default(),
+            handshake_limits: ws_proto::handshake::Limits::default(),
+            handshake_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+            ping_interval: Some(Duration::from_secs(20)),
+            ping_timeout: Duration::from_secs(20),
+            idle_timeout: None,
+            close_timeout: Duration::from_secs(10),
+            write_buffer_limit: 128 * 1024,
+            nodelay: true,
+        }
+    }
+}

@@ -1,0 +1,580 @@
+//! The connection handles: [`WebSocket`], and its halves [`WsReader`] and
+//! [`WsWriter`].
+//!
+//! One ws-proto [`Connection`] sits behind a mutex shared by the handles and
+//! a driver task. The reader decodes in the caller's task, as messages are
+//! consumed (so replies and errors keep the order in which the application
+//! sees messages); senders queue frames into the connection; the driver
+//! task writes queued bytes in batches with vectored writes and runs the
+//! timers (keepalive, idle, close). The lock is never held across an await.
+
+use std::any::Any;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use futures_core::Stream;
+use futures_sink::Sink;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use ws_proto::{CloseCode, CloseFrame, Connection, Event, Message, PreparedMessage, Role, State};
+
+use crate::config::Config;
+use crate::error::Error;
+
+pub(crate) type BoxRead = Pin<Box<dyn AsyncRead + Send>>;
+pub(crate) type BoxWrite = Pin<Box<dyn AsyncWrite + Send>>;
+
+/// Spare room the read buffer gets before each read. Reads go into
+/// uninitialised capacity (no zero-filling), and an empty buffer is released
+/// while the connection waits, so an idle connection holds no read buffer.
+const READ_RESERVE: usize = 8 * 1024;
+
+pub(crate) struct Shared {
+    inner: Mutex<Inner>,
+    /// Wakes the driver task: bytes to write, a state change, a handle gone.
+    pub(crate) notify: Notify,
+    pub(crate) config: Config,
+}
+
+pub(crate) struct Inner {
+    pub(crate) core: Connection,
+    /// Bytes taken by the driver and not yet written.
+    pub(crate) in_flight: usize,
+    /// Tasks waiting for write-buffer space or for a flush.
+    send_wakers: Vec<Waker>,
+    reader_waker: Option<Waker>,
+    /// The transport failed or timed out; every handle reports it.
+    pub(crate) fatal: Option<Error>,
+    /// The driver closed the transport.
+    pub(crate) terminated: bool,
+    /// When bytes last arrived (keepalive).
+    pub(crate) last_recv: Instant,
+    /// When a data message last went either way (idle timeout).
+    pub(crate) last_data: Instant,
+    /// Live writer handles.
+    pub(crate) senders: usize,
+    /// The reader handle was dropped; its half of the transport, if not yet
+    /// taken by the driver.
+    pub(crate) reader_gone: bool,
+    pub(crate) orphan: Option<BoxRead>,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Inner {
+    pub(crate) fn buffered(&self) -> usize {
+        self.core.buffered_amount() + self.in_flight
+    }
+
+    pub(crate) fn wake_senders(&mut self) {
+        for w in self.send_wakers.drain(..) {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn wake_all(&mut self) {
+        self.wake_senders();
+        if let Some(w) = self.reader_waker.take() {
+            w.wake();
+        }
+    }
+
+    fn register_sender(&mut self, waker: &Waker) {
+        if !self.send_wakers.iter().any(|w| w.will_wake(waker)) {
+            self.send_wakers.push(waker.clone());
+        }
+    }
+}
+
+/// Information from the opening handshake.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct HandshakeInfo {
+    pub(crate) protocol: Option<String>,
+}
+
+/// A WebSocket connection: a [`Stream`] of received messages and a
+/// [`Sink`] of messages to send, with [`recv`](Self::recv),
+/// [`send`](Self::send) and [`close`](Self::close) as plain async methods.
+///
+/// A driver task, spawned on the current tokio runtime when the connection
+/// is made, writes what is sent and runs keepalive pings and timeouts.
+/// Received messages are decoded as they are consumed: keep polling
+/// [`recv`](Self::recv) (or the reader half) so pings are answered and the
+/// close handshake completes.
+///
+/// Dropping every handle flushes what was sent, then closes with 1000 and
+/// waits (at most [`Config::close_timeout`]) for the peer's close.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), ws_net::Error> {
+/// let (mut ws, _response) = ws_net::connect("ws://127.0.0.1:9001/").await?;
+/// ws.send(ws_net::Message::text("hello")).await?;
+/// while let Some(msg) = ws.recv().await {
+///     println!("{:?}", msg?);
+/// }
+/// # Ok(()) }
+/// ```
+pub struct WebSocket {
+    reader: WsReader,
+    writer: WsWriter,
+    info: HandshakeInfo,
+}
+
+impl std::fmt::Debug for WebSocket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebSocket")
+            .field("protocol", &self.info.protocol)
+            .finish_non_exhaustive()
+    }
+}
+
+impl WebSocket {
+    /// Wrap a transport whose opening handshake is already done (for
+    /// example a connection upgraded by hyper). Must be called inside a
+    /// tokio runtime: it spawns the driver task.
+    pub fn from_raw<S>(stream: S, role: Role, config: Config) -> Self
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        Self::from_parts(stream, role, config, &[], HandshakeInfo::default())
+    }
+
+    pub(crate) fn from_parts<S>(
+        stream: S,
+        role: Role,
+        mut config: Config,
+        leftover: &[u8],
+        info: HandshakeInfo,
+    ) -> Self
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        // The message stream yields whole messages.
+        config.protocol.deliver_fragments = false;
+        let (read, write) = split(stream);
+        let mut core = Connection::new(role, config.protocol.clone());
+        core.receive_data(leftover);
+        let now = Instant::now();
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                core,
+                in_flight: 0,
+                send_wakers: Vec::new(),
+                reader_waker: None,
+                fatal: None,
+                terminated: false,
+                last_recv: now,
+                last_data: now,
+                senders: 1,
+                reader_gone: false,
+                orphan: None,
+            }),
+            notify: Notify::new(),
+            config,
+        });
+        tokio::spawn(crate::driver::drive(shared.clone(), write));
+        Self {
+            reader: WsReader {
+                shared: shared.clone(),
+                io: Some(read),
+                done: false,
+            },
+            writer: WsWriter { shared },
+            info,
+        }
+    }
+
+    /// The subprotocol agreed in the handshake.
+    pub fn protocol(&self) -> Option<&str> {
+        self.info.protocol.as_deref()
+    }
+
+    /// The next message; `None` once the connection is closed. Ping and pong
+    /// messages are yielded too (pings are answered automatically), and the
+    /// peer's close frame is yielded before the end.
+    ///
+    /// Cancel-safe: if the future is dropped, no message is lost.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        self.reader.recv().await
+    }
+
+    /// Queue a message. Waits while the write buffer holds
+    /// [`Config::write_buffer_limit`] bytes or more (backpressure), then
+    /// returns once the message is queued; the driver writes it. Use
+    /// [`flush`](Self::flush) to wait until it is written.
+    ///
+    /// Cancel-safe: if the future is dropped, the message was not queued.
+    pub async fn send(&mut self, message: Message) -> Result<(), Error> {
+        self.writer.send(message).await
+    }
+
+    /// Queue a message encoded once for many connections.
+    ///
+    /// Cancel-safe, like [`send`](Self::send).
+    pub async fn send_prepared(&mut self, message: &PreparedMessage) -> Result<(), Error> {
+        self.writer.send_prepared(message).await
+    }
+
+    /// Wait until everything queued has been written to the transport.
+    ///
+    /// Cancel-safe: dropping the future only stops waiting.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        self.writer.flush().await
+    }
+
+    /// Start the closing handshake with `code` and `reason` (at most 123
+    /// bytes), after everything already sent. Keep calling
+    /// [`recv`](Self::recv) until it returns `None` to see the peer's
+    /// answer; the transport is dropped after [`Config::close_timeout`] if
+    /// none comes.
+    ///
+    /// Cancel-safe: the close frame is queued before the first await.
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        self.writer.close(code, reason).await
+    }
+
+    /// Bytes queued and not yet written (like a browser's `bufferedAmount`).
+    pub fn buffered_amount(&self) -> usize {
+        self.writer.buffered_amount()
+    }
+
+    /// The closing-handshake state.
+    pub fn state(&self) -> State {
+        self.writer.shared.lock().core.state()
+    }
+
+    /// The close frames exchanged so far.
+    pub fn close_info(&self) -> ws_proto::CloseInfo {
+        self.writer.shared.lock().core.close_info().clone()
+    }
+
+    /// A writer handle for other tasks (cheap to clone).
+    pub fn writer(&self) -> WsWriter {
+        self.writer.clone()
+    }
+
+    /// Split into a reader and a writer that can move to different tasks.
+    pub fn split(self) -> (WsReader, WsWriter) {
+        (self.reader, self.writer)
+    }
+}
+
+impl Stream for WebSocket {
+    type Item = Result<Message, Error>;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        Pin::new(&mut self.get_mut().reader).poll_next(cx)
+    }
+}
+
+impl Sink<Message> for WebSocket {
+    type Error = Error;
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.writer.poll_send_ready(cx)
+    }
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        self.writer.queue(item)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.writer.poll_flush(cx)
+    }
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Pin::new(&mut self.get_mut().writer).poll_close(cx)
+    }
+}
+
+/// The receiving half of a [`WebSocket`]: a [`Stream`] of messages.
+///
+/// Dropping it hands its half of the transport to the driver task, which
+/// keeps answering pings and completes the close handshake, discarding data
+/// messages.
+pub struct WsReader {
+    shared: Arc<Shared>,
+    io: Option<BoxRead>,
+    done: bool,
+}
+
+impl std::fmt::Debug for WsReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsReader").finish_non_exhaustive()
+    }
+}
+
+impl WsReader {
+    /// The next message; see [`WebSocket::recv`]. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+}
+
+impl Stream for WsReader {
+    type Item = Result<Message, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.done {
+            return Poll::Ready(None);
+        }
+        let Some(io) = this.io.as_mut() else {
+            return Poll::Ready(None);
+        };
+        loop {
+            let mut inner = this.shared.lock();
+            match inner.core.poll_event() {
+                Ok(Some(Event::Message(message))) => {
+                    if message.is_data() && this.shared.config.idle_timeout.is_some() {
+                        inner.last_data = Instant::now();
+                    }
+                    // A pong or close reply was queued: let the driver write it.
+                    let wake = inner.core.buffered_amount() > 0 || message.is_close();
+                    drop(inner);
+                    if wake {
+                        this.shared.notify.notify_one();
+                    }
+                    return Poll::Ready(Some(Ok(message)));
+                }
+                Ok(Some(_)) => continue,
+                Err(e) => {
+                    drop(inner);
+                    this.shared.notify.notify_one();
+                    return Poll::Ready(Some(Err(Error::Protocol(e))));
+                }
+                Ok(None) => {}
+            }
+            if let Some(err) = &inner.fatal {
+                this.done = true;
+                return Poll::Ready(Some(Err(err.duplicate())));
+            }
+            if inner.core.state() == State::Closed || inner.terminated {
+                this.done = true;
+                drop(inner);
+                this.shared.notify.notify_one();
+                return Poll::Ready(None);
+            }
+            let mut buf = std::mem::take(inner.core.read_buffer());
+            drop(inner);
+            if buf.capacity() - buf.len() < READ_RESERVE / 2 {
+                buf.reserve(READ_RESERVE);
+            }
+            let result = tokio_util::io::poll_read_buf(io.as_mut(), cx, &mut buf);
+            let mut inner = this.shared.lock();
+            match result {
+                Poll::Pending => {
+                    if buf.is_empty() {
+                        buf = BytesMut::new();
+                    }
+                    *inner.core.read_buffer() = buf;
+                    match &inner.reader_waker {
+                        Some(w) if w.will_wake(cx.waker()) => {}
+                        _ => inner.reader_waker = Some(cx.waker().clone()),
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(0)) => {
+                    *inner.core.read_buffer() = buf;
+                    inner.core.receive_eof();
+                }
+                Poll::Ready(Ok(_)) => {
+                    *inner.core.read_buffer() = buf;
+                    inner.last_recv = Instant::now();
+                }
+                Poll::Ready(Err(e)) => {
+                    this.done = true;
+                    inner.fatal.get_or_insert(Error::Io(e.kind().into()));
+                    drop(inner);
+                    this.shared.notify.notify_one();
+                    return Poll::Ready(Some(Err(Error::Io(e))));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for WsReader {
+    fn drop(&mut self) {
+        let mut inner = self.shared.lock();
+        inner.reader_gone = true;
+        inner.orphan = self.io.take();
+        drop(inner);
+        self.shared.notify.notify_one();
+    }
+}
+
+/// The sending half of a [`WebSocket`]: a [`Sink`] of messages. Clone it to
+/// send from many tasks; messages from one handle keep their order.
+pub struct WsWriter {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for WsWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsWriter").finish_non_exhaustive()
+    }
+}
+
+impl Clone for WsWriter {
+    fn clone(&self) -> Self {
+        self.shared.lock().senders += 1;
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for WsWriter {
+    fn drop(&mut self) {
+        let last = {
+            let mut inner = self.shared.lock();
+            inner.senders -= 1;
+            inner.senders == 0
+        };
+        if last {
+            self.shared.notify.notify_one();
+        }
+    }
+}
+
+impl WsWriter {
+    /// Queue a message; see [`WebSocket::send`]. Cancel-safe.
+    pub async fn send(&self, message: Message) -> Result<(), Error> {
+        std::future::poll_fn(|cx| self.poll_send_ready(cx)).await?;
+        self.queue(message)
+    }
+
+    /// Queue a prepared message; see [`WebSocket::send_prepared`]. Cancel-safe.
+    pub async fn send_prepared(&self, message: &PreparedMessage) -> Result<(), Error> {
+        std::future::poll_fn(|cx| self.poll_send_ready(cx)).await?;
+        let mut inner = self.shared.lock();
+        inner.core.send_prepared(message)?;
+        drop(inner);
+        self.shared.notify.notify_one();
+        Ok(())
+    }
+
+    /// Wait until everything queued is written; see [`WebSocket::flush`].
+    pub async fn flush(&self) -> Result<(), Error> {
+        std::future::poll_fn(|cx| self.poll_flush(cx)).await
+    }
+
+    /// Start the closing handshake; see [`WebSocket::close`].
+    pub async fn close(&self, code: CloseCode, reason: &str) -> Result<(), Error> {
+        {
+            let mut inner = self.shared.lock();
+            inner
+                .core
+                .close(Some(CloseFrame::new(code, reason)))
+                .map_err(Error::from)?;
+        }
+        self.shared.notify.notify_one();
+        Ok(())
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn buffered_amount(&self) -> usize {
+        self.shared.lock().buffered()
+    }
+
+    fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut inner = self.shared.lock();
+        if let Some(e) = &inner.fatal {
+            return Poll::Ready(Err(e.duplicate()));
+        }
+        if inner.terminated || inner.core.state() != State::Open {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        if inner.buffered() < self.shared.config.write_buffer_limit {
+            return Poll::Ready(Ok(()));
+        }
+        inner.register_sender(cx.waker());
+        Poll::Pending
+    }
+
+    fn queue(&self, message: Message) -> Result<(), Error> {
+        let mut inner = self.shared.lock();
+        if inner.terminated {
+            return Err(Error::Closed);
+        }
+        if message.is_data() && self.shared.config.idle_timeout.is_some() {
+            inner.last_data = Instant::now();
+        }
+        inner.core.send(message)?;
+        drop(inner);
+        self.shared.notify.notify_one();
+        Ok(())
+    }
+
+    fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut inner = self.shared.lock();
+        if inner.buffered() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(e) = &inner.fatal {
+            return Poll::Ready(Err(e.duplicate()));
+        }
+        if inner.terminated {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        inner.register_sender(cx.waker());
+        Poll::Pending
+    }
+}
+
+impl Sink<Message> for WsWriter {
+    type Error = Error;
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.poll_send_ready(cx)
+    }
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        self.queue(item)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        WsWriter::poll_flush(&self, cx)
+    }
+    /// Starts the closing handshake with 1000 (if not started) and waits
+    /// until the close frame is written.
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let started = {
+            let mut inner = self.shared.lock();
+            inner.core.state() == State::Open
+                && inner
+                    .core
+                    .close(Some(CloseFrame::new(CloseCode::NORMAL, "")))
+                    .is_ok()
+        };
+        if started {
+            self.shared.notify.notify_one();
+        }
+        match WsWriter::poll_flush(&self, cx) {
+            Poll::Ready(Err(Error::Closed)) => Poll::Ready(Ok(())),
+            other => other,
+        }
+    }
+}
+
+/// Split a transport into boxed halves; a `TcpStream` splits without a lock.
+fn split<S>(stream: S) -> (BoxRead, BoxWrite)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let any: Box<dyn Any> = Box::new(stream);
+    match any.downcast::<TcpStream>() {
+        Ok(tcp) => {
+            let (r, w) = tcp.into_split();
+            (Box::pin(r), Box::pin(w))
+        }
+        Err(any) => match any.downcast::<S>() {
+            Ok(stream) => {
+                let (r, w) = tokio::io::split(*stream);
+                (Box::pin(r), Box::pin(w))
+            }
+            Err(_) => unreachable!("the box holds an S"),
+        },
+    }
+}

@@ -1,0 +1,271 @@
+//! The driver task of a connection: writes what the handles queued, runs
+//! the timers, and closes the transport when the protocol says so.
+//!
+//! It takes queued bytes out of the shared connection under the lock (the
+//! chunks themselves, no copy), writes them with vectored writes outside
+//! the lock, and so batches everything queued while the previous write was
+//! in progress into one system call.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
+use ws_proto::{CloseCode, CloseFrame, Event, Message, State};
+
+use crate::conn::{BoxRead, BoxWrite, Inner, Shared};
+use crate::error::Error;
+
+/// Most slices handed to one vectored write.
+const MAX_SLICES: usize = 64;
+
+/// How long the driver waits for a transport shutdown (TLS close_notify).
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
+
+/// What the driver decided under the lock.
+enum Step {
+    /// Write the batch (new bytes may have been added to it).
+    Write,
+    /// Nothing to write: wait for a notification or the deadline.
+    Wait,
+    /// Close the transport, reporting this error to the handles if any.
+    Finish(Option<Error>),
+}
+
+struct Timers {
+    ping_sent: Option<Instant>,
+    ping_seq: u64,
+    closing_since: Option<Instant>,
+}
+
+pub(crate) async fn drive(shared: Arc<Shared>, mut io: BoxWrite) {
+    let mut batch: VecDeque<Bytes> = VecDeque::new();
+    let mut orphan: Option<BoxRead> = None;
+    let mut orphan_buf = BytesMut::new();
+    let mut timers = Timers {
+        ping_sent: None,
+        ping_seq: 0,
+        closing_since: None,
+    };
+    loop {
+        let mut deadline: Option<Instant> = None;
+        let step = {
+            let mut inner = shared.lock();
+            if orphan.is_none() {
+                orphan = inner.orphan.take();
+            }
+            plan(&shared, &mut inner, &mut timers, &mut deadline, &mut batch)
+        };
+        match step {
+            Step::Finish(err) => {
+                finish(&shared, &mut io, err).await;
+                return;
+            }
+            Step::Write => {
+                let sleep = sleep_until(deadline);
+                let result = tokio::select! {
+                    biased;
+                    r = write_batch(&mut io, &mut batch) => r,
+                    // A timer is due, or more was queued or the state
+                    // changed: plan again. The batch keeps what is unwritten
+                    // (a vectored write that returned Pending wrote nothing).
+                    _ = sleep => continue,
+                    _ = shared.notify.notified() => continue,
+                };
+                let mut inner = shared.lock();
+                match result {
+                    Ok(()) => {
+                        inner.in_flight = 0;
+                        inner.wake_senders();
+                    }
+                    Err(e) => {
+                        inner.fatal.get_or_insert(Error::Io(e));
+                        inner.in_flight = 0;
+                    }
+                }
+            }
+            Step::Wait => {
+                tokio::select! {
+                    _ = shared.notify.notified() => {}
+                    _ = sleep_until(deadline) => {}
+                    read = read_orphan(&mut orphan, &mut orphan_buf) => {
+                        on_orphan_read(&shared, read, &mut orphan_buf);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Decide the next step: timers, graceful close, and taking queued bytes.
+fn plan(
+    shared: &Shared,
+    inner: &mut Inner,
+    timers: &mut Timers,
+    deadline: &mut Option<Instant>,
+    batch: &mut VecDeque<Bytes>,
+) -> Step {
+    let config = &shared.config;
+    let now = Instant::now();
+    let mut at = |t: Instant| *deadline = Some(deadline.map_or(t, |d| d.min(t)));
+
+    if let Some(e) = &inner.fatal {
+        return Step::Finish(Some(e.duplicate()));
+    }
+    // Every handle is gone: close normally after what was sent.
+    if inner.senders == 0 && inner.reader_gone && inner.core.state() == State::Open {
+        let _ = inner
+            .core
+            .close(Some(CloseFrame::new(CloseCode::NORMAL, "")));
+    }
+    if inner.core.state() == State::Open {
+        if let Some(interval) = config.ping_interval {
+            let last_recv = Instant::from_std(inner.last_recv);
+            match timers.ping_sent {
+                Some(sent) if last_recv >= sent => timers.ping_sent = None,
+                Some(sent) if now >= sent + config.ping_timeout => {
+                    return Step::Finish(Some(Error::KeepaliveTimeout));
+                }
+                Some(sent) => at(sent + config.ping_timeout),
+                None => {}
+            }
+            if timers.ping_sent.is_none() {
+                let due = last_recv + interval;
+                if now >= due {
+                    timers.ping_seq += 1;
+                    let payload = Bytes::copy_from_slice(&timers.ping_seq.to_be_bytes());
+                    if inner.core.send(Message::Ping(payload)).is_ok() {
+                        timers.ping_sent = Some(now);
+                        at(now + config.ping_timeout);
+                    }
+                } else {
+                    at(due);
+                }
+            }
+        }
+        if let Some(idle) = config.idle_timeout {
+            let due = Instant::from_std(inner.last_data) + idle;
+            if now >= due {
+                let _ = inner
+                    .core
+                    .close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "idle timeout")));
+            } else {
+                at(due);
+            }
+        }
+    }
+    if inner.core.state() != State::Open {
+        let since = *timers.closing_since.get_or_insert(now);
+        let due = since + config.close_timeout;
+        if now >= due {
+            let err = (inner.core.state() != State::Closed).then_some(Error::CloseTimeout);
+            return Step::Finish(err);
+        }
+        at(due);
+    }
+    if inner.core.wants_transport_closed() && batch.is_empty() {
+        return Step::Finish(None);
+    }
+    let out = inner.core.transmit();
+    while out.has_remaining() {
+        let n = out.chunk().len();
+        let chunk = out.copy_to_bytes(n);
+        inner.in_flight += n;
+        batch.push_back(chunk);
+    }
+    if batch.is_empty() {
+        Step::Wait
+    } else {
+        Step::Write
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn write_batch(io: &mut BoxWrite, batch: &mut VecDeque<Bytes>) -> std::io::Result<()> {
+    while !batch.is_empty() {
+        let n = {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let mut k = 0;
+            for b in batch.iter().take(MAX_SLICES) {
+                slices[k] = IoSlice::new(b);
+                k += 1;
+            }
+            io.write_vectored(&slices[..k]).await?
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let mut left = n;
+        while left > 0 {
+            let Some(front) = batch.front_mut() else {
+                break;
+            };
+            if front.len() <= left {
+                left -= front.len();
+                batch.pop_front();
+            } else {
+                front.advance(left);
+                left = 0;
+            }
+        }
+    }
+    io.flush().await
+}
+
+async fn read_orphan(
+    orphan: &mut Option<BoxRead>,
+    buf: &mut BytesMut,
+) -> Option<std::io::Result<usize>> {
+    match orphan.as_mut() {
+        Some(io) => {
+            buf.reserve(4096);
+            Some(tokio::io::AsyncReadExt::read_buf(io, buf).await)
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The driver reads for a dropped reader: control frames are handled by
+/// the connection, data messages are discarded.
+fn on_orphan_read(shared: &Shared, read: Option<std::io::Result<usize>>, buf: &mut BytesMut) {
+    let mut inner = shared.lock();
+    match read {
+        Some(Ok(0)) => inner.core.receive_eof(),
+        Some(Ok(_)) => {
+            inner.core.receive_data(buf);
+            buf.clear();
+            inner.last_recv = std::time::Instant::now();
+        }
+        Some(Err(_)) => inner.core.receive_eof(),
+        None => return,
+    }
+    loop {
+        match inner.core.poll_event() {
+            Ok(Some(Event::Message(_) | Event::Fragment(_))) => continue,
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(_) => break,
+        }
+    }
+}
+
+async fn finish(shared: &Shared, io: &mut BoxWrite, err: Option<Error>) {
+    {
+        let mut inner = shared.lock();
+        inner.terminated = true;
+        if let Some(e) = err {
+            tracing::debug!(error = %e, "closing transport");
+            inner.fatal.get_or_insert(e);
+        }
+        inner.wake_all();
+    }
+    let _ = tokio::time::timeout(SHUTDOWN_WAIT, io.shutdown()).await;
+}

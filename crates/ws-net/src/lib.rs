@@ -1,0 +1,35 @@
+//! tokio I/O for the [`ws_proto`] WebSocket core.
+//!
+//! - [`connect`] / [`ClientBuilder`]: open a `ws://` or `wss://` connection.
+//! - [`server`]: accept connections on a `TcpListener` or any
+//!   `AsyncRead + AsyncWrite`, with an accept callback that sees the
+//!   request, or complete an upgrade parsed by another HTTP stack.
+//! - [`WebSocket`]: a `Stream` of messages and a `Sink` of messages, with
+//!   split halves ([`WsReader`], [`WsWriter`]); the writer is cloneable, so
+//!   many tasks can send on one connection, and [`PreparedMessage`] sends
+//!   one encoded frame to many connections.
+//!
+//! No protocol rule lives here: ws-proto decides, this crate moves bytes,
+//! and runs the clocks (keepalive, idle, handshake and close timeouts).
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod client;
+mod config;
+mod conn;
+mod driver;
+mod error;
+pub mod server;
+#[cfg(feature = "tls")]
+mod tls;
+
+pub use client::{connect, ClientBuilder};
+pub use config::Config;
+pub use conn::{WebSocket, WsReader, WsWriter};
+pub use error::Error;
+pub use ws_proto::{
+    CloseCode, CloseFrame, CloseInfo, Message, PreparedMessage, Role, State, Utf8Bytes,
+};
+
+/// Re-exported for users of the types above.
+pub use ws_proto;
