@@ -1,0 +1,67 @@
+//! Shared helpers for the loopback tests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use ws_net::{Config, Message, WebSocket};
+
+/// Every test step is bounded by this.
+pub const STEP: Duration = Duration::from_secs(20);
+
+pub async fn within<T>(fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(STEP, fut)
+        .await
+        .expect("test step timed out")
+}
+
+/// An echo server on 127.0.0.1 with `config`; returns its address.
+pub async fn echo_server(config: Config) -> SocketAddr {
+    let listener = ws_net::server::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let config = config.clone();
+            tokio::spawn(async move {
+                let Ok(mut ws) = ws_net::server::accept(tcp, config).await else {
+                    return;
+                };
+                echo_loop(&mut ws).await;
+            });
+        }
+    });
+    addr
+}
+
+pub async fn echo_loop(ws: &mut WebSocket) {
+    while let Some(Ok(msg)) = ws.recv().await {
+        if msg.is_data() && ws.send(msg).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// A listener for tests that accept by hand.
+pub async fn listener() -> (TcpListener, SocketAddr) {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    (l, a)
+}
+
+/// The next data or close message, skipping pings and pongs.
+pub async fn next_message(ws: &mut WebSocket) -> Option<Message> {
+    loop {
+        match within(ws.recv()).await {
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(m)) => return Some(m),
+            Some(Err(e)) => panic!("unexpected error: {e}"),
+            None => return None,
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! Our client against our server over 127.0.0.1.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{echo_server, listener, next_message, within};
+use futures_util::{SinkExt, StreamExt};
+use http::{HeaderValue, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use ws_net::server::{accept_with, Accept, Reject};
+use ws_net::{ClientBuilder, CloseCode, Config, Error, Message, PreparedMessage, Role, WebSocket};
+
+fn url(addr: std::net::SocketAddr) -> String {
+    format!("ws://{addr}/")
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 % 251) as u8).collect()
+}
+
+#[tokio::test]
+async fn echoes_text_and_binary_of_every_length_class() {
+    let addr = echo_server(Config::default()).await;
+    let (mut ws, _) = within(ws_net::connect(&url(addr))).await.unwrap();
+    for len in [0, 125, 126, 65535, 65536, 16 << 20] {
+        let data = pattern(len);
+        within(ws.send(Message::binary(data.clone())))
+            .await
+            .unwrap();
+        assert_eq!(
+            next_message(&mut ws).await,
+            Some(Message::binary(data)),
+            "binary {len}"
+        );
+        let text: String = (0..len)
+            .map(|i| char::from(b'a' + (i % 26) as u8))
+            .collect();
+        within(ws.send(Message::text(text.clone()))).await.unwrap();
+        assert_eq!(
+            next_message(&mut ws).await,
+            Some(Message::text(text)),
+            "text {len}"
+        );
+    }
+    let unicode = "κόσμε € 𝄞 ✓";
+    within(ws.send(Message::text(unicode))).await.unwrap();
+    assert_eq!(next_message(&mut ws).await, Some(Message::text(unicode)));
+}
+
+#[tokio::test]
+async fn fragmented_sends_are_reassembled() {
+    let addr = echo_server(Config::default()).await;
+    let mut config = Config::default();
+    config.protocol.fragment_size = 1000;
+    let (mut ws, _) = within(
+        ClientBuilder::new(&url(addr))
+            .unwrap()
+            .config(config)
+            .connect(),
+    )
+    .await
+    .unwrap();
+    let data = pattern(100_000);
+    within(ws.send(Message::binary(data.clone())))
+        .await
+        .unwrap();
+    assert_eq!(next_message(&mut ws).await, Some(Message::binary(data)));
+}
+
+#[tokio::test]
+async fn ping_gets_pong_with_same_payload() {
+    let addr = echo_server(Config::default()).await;
+    let (mut ws, _) = within(ws_net::connect(&url(addr))).await.unwrap();
+    within(ws.send(Message::Ping(Bytes::from_static(b"are you there"))))
+        .await
+        .unwrap();
+    match within(ws.recv()).await {
+        Some(Ok(Message::Pong(p))) => assert_eq!(&p[..], b"are you there"),
+        other => panic!("expected pong, got {other:?}"),
+    }
+    // An oversized ping is refused locally.
+    let err = ws
+        .send(Message::Ping(Bytes::from(vec![0; 126])))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Send(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn client_close_code_reaches_server_and_is_echoed() {
+    let (l, addr) = listener().await;
+    let server = tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut ws = ws_net::server::accept(tcp, Config::default())
+            .await
+            .unwrap();
+        let msg = next_message(&mut ws).await;
+        assert_eq!(next_message(&mut ws).await, None);
+        (msg, ws.close_info())
+    });
+    let (mut ws, _) = within(ws_net::connect(&url(addr))).await.unwrap();
+    within(ws.close(CloseCode::from(4000), "bye"))
+        .await
+        .unwrap();
+    match next_message(&mut ws).await {
+        Some(Message::Close(Some(f))) => assert_eq!(f.code.as_u16(), 4000),
+        other => panic!("expected close echo, got {other:?}"),
+    }
+    assert_eq!(next_message(&mut ws).await, None);
+    assert!(matches!(
+        ws.send(Message::text("late")).await,
+        Err(Error::Closed)
+    ));
+    let (msg, info) = within(server).await.unwrap();
+    match msg {
+        Some(Message::Close(Some(f))) => {
+            assert_eq!(f.code.as_u16(), 4000);
+            assert_eq!(f.reason.as_str(), "bye");
+        }
+        other => panic!("server expected close, got {other:?}"),
+    }
+    assert_eq!(info.initiator, Some(ws_proto::Side::Remote));
+}
+
+#[tokio::test]
+async fn server_close_code_reaches_client() {
+    let (l, addr) = listener().await;
+    tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut ws = ws_net::server::accept(tcp, Config::default())
+            .await
+            .unwrap();
+        ws.close(CloseCode::GOING_AWAY, "maintenance")
+            .await
+            .unwrap();
+        while ws.recv().await.is_some() {}
+    });
+    let (mut ws, _) = within(ws_net::connect(&url(addr))).await.unwrap();
+    match next_message(&mut ws).await {
+        Some(Message::Close(Some(f))) => {
+            assert_eq!(f.code, CloseCode::GOING_AWAY);
+            assert_eq!(f.reason.as_str(), "maintenance");
+        }
+        other => panic!("expected close, got {other:?}"),
+    }
+    assert_eq!(next_message(&mut ws).await, None);
+}
+
+#[tokio::test]
+async fn subprotocol_is_negotiated_and_headers_reach_the_callback() {
+    let (l, addr) = listener().await;
+    tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut ws = accept_with(tcp, Config::default(), |req| {
+            assert_eq!(req.path(), "/chat");
+            assert_eq!(req.query(), Some("room=7"));
+            assert_eq!(req.origin(), Some("http://app.test"));
+            assert_eq!(req.headers()["authorization"], "Bearer t0k3n");
+            let mut accept = Accept::default();
+            accept.protocol = req.select_protocol(&["v2", "v1"]).map(str::to_owned);
+            Ok(accept.header(
+                http::header::SET_COOKIE,
+                HeaderValue::from_static("session=1"),
+            ))
+        })
+        .await
+        .unwrap();
+        let p = ws.protocol().unwrap_or("").to_owned();
+        ws.send(Message::text(p)).await.unwrap();
+        while ws.recv().await.is_some() {}
+    });
+    let (mut ws, response) = within(
+        ClientBuilder::new(&format!("ws://{addr}/chat?room=7"))
+            .unwrap()
+            .protocol("v3")
+            .protocol("v1")
+            .protocol("v2")
+            .origin(HeaderValue::from_static("http://app.test"))
+            .header(
+                http::header::AUTHORIZATION,
+                HeaderValue::from_static("Bearer t0k3n"),
+            )
+            .connect(),
+    )
+    .await
+    .unwrap();
+    // The client's preference order wins among what the server supports.
+    assert_eq!(response.protocol(), Some("v1"));
+    assert_eq!(ws.protocol(), Some("v1"));
+    assert_eq!(response.headers()["set-cookie"], "session=1");
+    assert_eq!(next_message(&mut ws).await, Some(Message::text("v1")));
+}
+
+#[tokio::test]
+async fn callback_refusal_gives_403_with_body() {
+    let (l, addr) = listener().await;
+    tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let r = accept_with(tcp, Config::default(), |_| {
+            Err(Reject::new(StatusCode::FORBIDDEN, "origin not allowed"))
+        })
+        .await;
+        assert!(matches!(r, Err(Error::Rejected(StatusCode::FORBIDDEN))));
+    });
+    match within(ws_net::connect(&url(addr))).await {
+        Err(Error::Refused { status, body, .. }) => {
+            assert_eq!(status, StatusCode::FORBIDDEN);
+            assert_eq!(&body[..], b"origin not allowed\n");
+        }
+        other => panic!("expected refusal, got {other:?}"),
+    }
+}
+
+/// Send a raw request to a `ws_net` server and return the whole response.
+async fn raw_exchange(request: &[u8]) -> String {
+    let addr = echo_server(Config::default()).await;
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    within(tcp.read_to_end(&mut out)).await.unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[tokio::test]
+async fn version_8_gets_426_with_supported_version() {
+    let response = raw_exchange(
+        b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+    )
+    .await;
+    assert!(response.starts_with("HTTP/1.1 426 "), "{response}");
+    assert!(
+        response
+            .to_ascii_lowercase()
+            .contains("sec-websocket-version: 13\r\n"),
+        "{response}"
+    );
+}
+
+#[tokio::test]
+async fn plain_get_gets_400_and_a_closed_socket() {
+    let response = raw_exchange(b"GET /index.html HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert!(response.starts_with("HTTP/1.1 400 "), "{response}");
+}
+
+#[tokio::test]
+async fn non_get_gets_405() {
+    let response = raw_exchange(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n").await;
+    assert!(response.starts_with("HTTP/1.1 405 "), "{response}");
+    assert!(
+        response.to_ascii_lowercase().contains("allow: get"),
+        "{response}"
+    );
+}
+
+#[tokio::test]
+async fn split_halves_work_from_many_tasks() {
+    let addr = echo_server(Config::default()).await;
+    let (ws, _) = within(ws_net::connect(&url(addr))).await.unwrap();
+    let (mut reader, writer) = ws.split();
+    let mut tasks = Vec::new();
+    for t in 0..4u8 {
+        let w = writer.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..250u32 {
+                let mut payload = vec![t];
+                payload.extend_from_slice(&i.to_be_bytes());
+                w.send(Message::binary(payload)).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        within(t).await.unwrap();
+    }
+    // Each sender's messages arrive in its order.
+    let mut next = [0u32; 4];
+    for _ in 0..1000 {
+        let Some(Ok(Message::Binary(b))) = within(reader.recv()).await else {
+            panic!("expected binary")
+        };
+        let t = usize::from(b[0]);
+        assert_eq!(u32::from_be_bytes([b[1], b[2], b[3], b[4]]), next[t]);
+        next[t] += 1;
+    }
+    assert_eq!(next, [250; 4]);
+}
+
+#[tokio::test]
+async fn stream_and_sink_traits() {
+    let addr = echo_server(Config::default()).await;
+    let (mut ws, _) = within(ws_net::connect(&url(addr))).await.unwrap();
+    for i in 0..16 {
+        ws.feed(Message::text(format!("m{i}"))).await.unwrap();
+    }
+    ws.flush().await.unwrap();
+    assert_eq!(ws.buffered_amount(), 0);
+    for i in 0..16 {
+        let msg = within(ws.next()).await.unwrap().unwrap();
+        assert_eq!(msg, Message::text(format!("m{i}")));
+    }
+    within(SinkExt::close(&mut ws)).await.unwrap();
+    match next_message(&mut ws).await {
+        Some(Message::Close(Some(f))) => assert_eq!(f.code, CloseCode::NORMAL),
+        other => panic!("expected close, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn dropping_the_connection_flushes_then_closes() {
+    let (l, addr) = listener().await;
+    let server = tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut ws = ws_net::server::accept(tcp, Config::default())
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        while let Some(m) = next_message(&mut ws).await {
+            got.push(m);
+        }
+        got
+    });
+    let (mut ws, _) = within(ws_net::connect(&url(addr))).await.unwrap();
+    for i in 0..100 {
+        ws.send(Message::binary(vec![i as u8; 10_000]))
+            .await
+            .unwrap();
+    }
+    drop(ws);
+    let got = within(server).await.unwrap();
+    assert_eq!(got.len(), 101, "100 messages and a close");
+    for (i, m) in got[..100].iter().enumerate() {
+        assert_eq!(m, &Message::binary(vec![i as u8; 10_000]));
+    }
+    assert!(matches!(&got[100], Message::Close(Some(f)) if f.code == CloseCode::NORMAL));
+}
+
+#[tokio::test]
+async fn prepared_message_goes_to_many_connections() {
+    let (l, addr) = listener().await;
+    let server = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        for _ in 0..5 {
+            let (tcp, _) = l.accept().await.unwrap();
+            conns.push(
+                ws_net::server::accept(tcp, Config::default())
+                    .await
+                    .unwrap(),
+            );
+        }
+        let prepared = PreparedMessage::new(Message::text("tick"));
+        for c in &mut conns {
+            c.send_prepared(&prepared).await.unwrap();
+        }
+        for c in &mut conns {
+            c.flush().await.unwrap();
+        }
+        conns
+    });
+    let mut clients = Vec::new();
+    for _ in 0..5 {
+        clients.push(within(ws_net::connect(&url(addr))).await.unwrap().0);
+    }
+    let _conns = within(server).await.unwrap();
+    for c in &mut clients {
+        assert_eq!(next_message(c).await, Some(Message::text("tick")));
+    }
+}
+
+#[tokio::test]
+async fn upgrade_from_an_already_parsed_request() {
+    // What a hyper/axum handler does: parse the request elsewhere, answer
+    // with `upgrade_response`, then wrap the upgraded transport.
+    let (l, addr) = listener().await;
+    tokio::spawn(async move {
+        let (mut tcp, _) = l.accept().await.unwrap();
+        let mut buf = bytes::BytesMut::new();
+        let head = loop {
+            tcp.read_buf(&mut buf).await.unwrap();
+            if let Some((head, _)) =
+                ws_proto::handshake::parse_request_head(&buf, &Default::default()).unwrap()
+            {
+                break head;
+            }
+        };
+        let response = ws_net::server::upgrade_response(&head, &Accept::default()).unwrap();
+        tcp.write_all(&ws_proto::handshake::write_response(&response, b""))
+            .await
+            .unwrap();
+        let mut ws = WebSocket::from_raw(tcp, Role::Server, Config::default());
+        common::echo_loop(&mut ws).await;
+    });
+    let (mut ws, _) = within(ws_net::connect(&url(addr))).await.unwrap();
+    ws.send(Message::text("through hyper-style upgrade"))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_message(&mut ws).await,
+        Some(Message::text("through hyper-style upgrade"))
+    );
+}
+
+#[tokio::test]
+async fn bad_urls_are_refused() {
+    assert!(matches!(
+        ClientBuilder::new("http//nope"),
+        Err(Error::InvalidUrl(_))
+    ));
+    assert!(matches!(
+        ClientBuilder::new("ftp://a/"),
+        Err(Error::InvalidUrl(_))
+    ));
+    // Nothing listens on port 1: the connection fails quickly.
+    let err = within(ws_net::connect("ws://127.0.0.1:1/"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Io(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn idle_timeout_closes_with_1001() {
+    let mut config = Config::default();
+    config.idle_timeout = Some(Duration::from_millis(300));
+    let addr = echo_server(config).await;
+    let (mut ws, _) = within(ws_net::connect(&url(addr))).await.unwrap();
+    match next_message(&mut ws).await {
+        Some(Message::Close(Some(f))) => {
+            assert_eq!(f.code, CloseCode::GOING_AWAY);
+            assert_eq!(f.reason.as_str(), "idle timeout");
+        }
+        other => panic!("expected close, got {other:?}"),
+    }
+}

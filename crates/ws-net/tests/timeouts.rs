@@ -1,0 +1,171 @@
+//! Timers: keepalive, close timeout, handshake timeout. Peers here are raw
+//! TCP sockets that misbehave on purpose.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{listener, within};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use ws_net::{CloseCode, Config, Error, Message};
+
+const REQUEST: &[u8] =
+    b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// A raw client that completes the handshake, then does nothing.
+async fn silent_client(addr: std::net::SocketAddr) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(REQUEST).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        tcp.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    tcp
+}
+
+#[tokio::test]
+async fn dead_peer_is_detected_by_keepalive() {
+    let (l, addr) = listener().await;
+    let mut config = Config::default();
+    config.ping_interval = Some(Duration::from_millis(200));
+    config.ping_timeout = Duration::from_millis(300);
+    let server = tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut ws = ws_net::server::accept(tcp, config).await.unwrap();
+        let start = Instant::now();
+        let mut pings = 0;
+        loop {
+            match ws.recv().await {
+                Some(Err(e)) => return (e, start.elapsed(), pings),
+                Some(Ok(Message::Ping(_))) => pings += 1,
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    });
+    let mut client = silent_client(addr).await;
+    let (err, elapsed, _) = within(server).await.unwrap();
+    assert!(matches!(err, Error::KeepaliveTimeout), "{err:?}");
+    assert!(elapsed >= Duration::from_millis(450), "{elapsed:?}");
+    assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
+    // The peer saw a ping, then the end of the connection.
+    let mut got = Vec::new();
+    within(client.read_to_end(&mut got)).await.unwrap();
+    assert_eq!(got[0], 0x89, "a ping frame first");
+}
+
+#[tokio::test]
+async fn answered_pings_keep_the_connection() {
+    let mut config = Config::default();
+    config.ping_interval = Some(Duration::from_millis(100));
+    config.ping_timeout = Duration::from_millis(200);
+    let addr = common::echo_server(config.clone()).await;
+    let (mut ws, _) = within(
+        ws_net::ClientBuilder::new(&format!("ws://{addr}/"))
+            .unwrap()
+            .config(config)
+            .connect(),
+    )
+    .await
+    .unwrap();
+    // Keep reading (which answers the server's pings) for over a second.
+    let until = Instant::now() + Duration::from_millis(1200);
+    let mut i = 0;
+    while Instant::now() < until {
+        ws.send(Message::text(format!("{i}"))).await.unwrap();
+        assert_eq!(
+            common::next_message(&mut ws).await,
+            Some(Message::text(format!("{i}")))
+        );
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        i += 1;
+    }
+}
+
+#[tokio::test]
+async fn close_handshake_times_out_when_peer_never_answers() {
+    let (l, addr) = listener().await;
+    let mut config = Config::default();
+    config.close_timeout = Duration::from_millis(300);
+    let server = tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut ws = ws_net::server::accept(tcp, config).await.unwrap();
+        ws.close(CloseCode::NORMAL, "").await.unwrap();
+        let start = Instant::now();
+        let end = ws.recv().await;
+        (end, start.elapsed())
+    });
+    let mut client = silent_client(addr).await;
+    let (end, elapsed) = within(server).await.unwrap();
+    assert!(matches!(end, Some(Err(Error::CloseTimeout))), "{end:?}");
+    assert!(elapsed >= Duration::from_millis(250), "{elapsed:?}");
+    // Our close frame, then the end of the stream.
+    let mut got = Vec::new();
+    within(client.read_to_end(&mut got)).await.unwrap();
+    assert_eq!(&got[..4], &[0x88, 0x02, 0x03, 0xe8]);
+}
+
+#[tokio::test]
+async fn slowloris_handshake_hits_the_timeout() {
+    let (l, addr) = listener().await;
+    let mut config = Config::default();
+    config.handshake_timeout = Duration::from_millis(500);
+    let server = tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let start = Instant::now();
+        let r = ws_net::server::accept(tcp, config).await;
+        (r.map(|_| ()), start.elapsed())
+    });
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    let sender = tokio::spawn(async move {
+        for b in REQUEST {
+            if tcp.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tcp
+    });
+    let (r, elapsed) = within(server).await.unwrap();
+    assert!(matches!(r, Err(Error::HandshakeTimeout)), "{r:?}");
+    assert!(elapsed < Duration::from_secs(2), "{elapsed:?}");
+    let mut tcp = within(sender).await.unwrap();
+    // The server dropped the socket: the client reads end of file or a reset.
+    let mut buf = [0u8; 16];
+    let n = within(tcp.read(&mut buf)).await.unwrap_or(0);
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn garbage_and_huge_heads_get_errors_not_hangs() {
+    let addr = common::echo_server(Config::default()).await;
+    for request in [
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 garbage\r\n\r\n".to_vec(),
+        [
+            b"GET /".as_slice(),
+            &vec![b'a'; 20_000],
+            b" HTTP/1.1\r\n\r\n",
+        ]
+        .concat(),
+        [
+            b"GET / HTTP/1.1\r\n".as_slice(),
+            &b"X-A: b\r\n".repeat(100),
+            b"\r\n",
+        ]
+        .concat(),
+    ] {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        let _ = tcp.write_all(&request).await;
+        let mut out = Vec::new();
+        let _ = within(tcp.read_to_end(&mut out)).await;
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            text.starts_with("HTTP/1.1 400") || text.starts_with("HTTP/1.1 431"),
+            "{text}"
+        );
+    }
+}
