@@ -1,0 +1,119 @@
+//! Micro-benchmarks of ws-proto: frame header codec, unmasking (against a
+//! byte loop), UTF-8 validation, handshake parse + accept, and whole-frame
+//! decoding through a server `Connection`.
+
+use bytes::Buf;
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ws_proto::frame::{apply_mask, apply_mask_bytewise, FrameHeader, OpCode};
+use ws_proto::handshake::{parse_request_head, Accept, Limits, UpgradeRequest};
+use ws_proto::utf8::Utf8Validator;
+use ws_proto::{Connection, Event, Message, Role};
+
+fn header(c: &mut Criterion) {
+    let mut g = c.benchmark_group("frame_header");
+    for len in [16u64, 70_000] {
+        let h = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode: OpCode::Binary,
+            mask: Some([1, 2, 3, 4]),
+            payload_len: len,
+        };
+        let (bytes, n) = h.encode();
+        g.bench_with_input(BenchmarkId::new("decode", len), &bytes[..n], |b, buf| {
+            b.iter(|| FrameHeader::decode(black_box(buf)).unwrap())
+        });
+        g.bench_with_input(BenchmarkId::new("encode", len), &h, |b, h| {
+            b.iter(|| black_box(h).encode())
+        });
+    }
+    g.finish();
+}
+
+fn unmask(c: &mut Criterion) {
+    let mut g = c.benchmark_group("unmask");
+    for len in [125usize, 4096, 1 << 20] {
+        let mut data = vec![0x5au8; len];
+        g.throughput(Throughput::Bytes(len as u64));
+        g.bench_with_input(BenchmarkId::new("word", len), &len, |b, _| {
+            b.iter(|| apply_mask(black_box(&mut data), [0x37, 0xfa, 0x21, 0x3d]))
+        });
+        g.bench_with_input(BenchmarkId::new("bytewise", len), &len, |b, _| {
+            b.iter(|| apply_mask_bytewise(black_box(&mut data), [0x37, 0xfa, 0x21, 0x3d], 0))
+        });
+    }
+    g.finish();
+}
+
+fn utf8(c: &mut Criterion) {
+    let mut g = c.benchmark_group("utf8");
+    let text = "The quick brown fox — κόσμε — 𝄞 jumps over the lazy dog. ".repeat(1000);
+    g.throughput(Throughput::Bytes(text.len() as u64));
+    g.bench_function("validator_whole", |b| {
+        b.iter(|| {
+            let mut v = Utf8Validator::default();
+            v.feed(black_box(text.as_bytes())).unwrap();
+            v.finish().unwrap();
+        })
+    });
+    g.bench_function("validator_4k_pieces", |b| {
+        b.iter(|| {
+            let mut v = Utf8Validator::default();
+            for piece in black_box(text.as_bytes()).chunks(4093) {
+                v.feed(piece).unwrap();
+            }
+            v.finish().unwrap();
+        })
+    });
+    g.finish();
+}
+
+fn handshake(c: &mut Criterion) {
+    let raw = b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+Origin: http://example.com\r\nSec-WebSocket-Protocol: chat, superchat\r\n\
+Sec-WebSocket-Version: 13\r\nUser-Agent: bench\r\nAccept-Encoding: gzip\r\n\r\n";
+    c.bench_function("handshake_parse_accept", |b| {
+        b.iter(|| {
+            let (head, _) = parse_request_head(black_box(raw), &Limits::default())
+                .unwrap()
+                .unwrap();
+            let req = UpgradeRequest::from_http(&head).unwrap();
+            req.accept(&Accept::default().protocol("chat")).unwrap()
+        })
+    });
+}
+
+/// Masked client frames of `size` bytes, `count` of them, as one buffer.
+fn client_stream(size: usize, count: usize) -> Vec<u8> {
+    let mut client = Connection::new(Role::Client, Default::default());
+    for _ in 0..count {
+        client.send(Message::binary(vec![0xabu8; size])).unwrap();
+    }
+    let out = client.transmit();
+    out.copy_to_bytes(out.remaining()).to_vec()
+}
+
+fn decode(c: &mut Criterion) {
+    let mut g = c.benchmark_group("server_decode");
+    for (size, count) in [(16usize, 1000usize), (1024, 100), (65536, 4)] {
+        let stream = client_stream(size, count);
+        g.throughput(Throughput::Bytes((size * count) as u64));
+        g.bench_with_input(BenchmarkId::new("messages", size), &stream, |b, stream| {
+            b.iter(|| {
+                let mut server = Connection::new(Role::Server, Default::default());
+                server.receive_data(stream);
+                let mut n = 0;
+                while let Some(Event::Message(m)) = server.poll_event().unwrap() {
+                    black_box(&m);
+                    n += 1;
+                }
+                assert_eq!(n, count);
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, header, unmask, utf8, handshake, decode);
+criterion_main!(benches);
