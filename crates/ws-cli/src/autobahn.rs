@@ -12,6 +12,9 @@ pub struct Args {
     /// The agent name the reports are filed under.
     #[arg(long, default_value = "ws-rs")]
     agent: String,
+    /// Do not offer permessage-deflate (offered by default).
+    #[arg(long)]
+    no_deflate: bool,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -31,20 +34,24 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-fn config() -> Config {
+fn config(deflate: bool) -> Config {
     let mut config = Config::default();
     // The suite measures protocol behaviour, not liveness.
     config.ping_interval = None;
+    if deflate {
+        config.deflate = Some(Default::default());
+    }
     config
 }
 
 async fn run_all(args: &Args) -> Result<(), ws_net::Error> {
     let base = args.url.trim_end_matches('/');
-    let count = case_count(base).await?;
+    let deflate = !args.no_deflate;
+    let count = case_count(base, deflate).await?;
     eprintln!("{count} cases");
     for case in 1..=count {
         let url = format!("{base}/runCase?case={case}&agent={}", args.agent);
-        if let Err(e) = run_case(&url).await {
+        if let Err(e) = run_case(&url, deflate).await {
             tracing::debug!(case, error = %e, "case ended with an error");
         }
         if case % 50 == 0 {
@@ -52,15 +59,18 @@ async fn run_all(args: &Args) -> Result<(), ws_net::Error> {
         }
     }
     let url = format!("{base}/updateReports?agent={}", args.agent);
-    let (mut ws, _) = ClientBuilder::new(&url)?.config(config()).connect().await?;
+    let (mut ws, _) = ClientBuilder::new(&url)?
+        .config(config(deflate))
+        .connect()
+        .await?;
     while let Some(Ok(_)) = ws.recv().await {}
     eprintln!("reports updated");
     Ok(())
 }
 
-async fn case_count(base: &str) -> Result<u32, ws_net::Error> {
+async fn case_count(base: &str, deflate: bool) -> Result<u32, ws_net::Error> {
     let (mut ws, _) = ClientBuilder::new(&format!("{base}/getCaseCount"))?
-        .config(config())
+        .config(config(deflate))
         .connect()
         .await?;
     let mut count = None;
@@ -72,8 +82,11 @@ async fn case_count(base: &str) -> Result<u32, ws_net::Error> {
     count.ok_or_else(|| ws_net::Error::InvalidUrl("no case count from the server".into()))
 }
 
-async fn run_case(url: &str) -> Result<(), ws_net::Error> {
-    let (mut ws, _) = ClientBuilder::new(url)?.config(config()).connect().await?;
+async fn run_case(url: &str, deflate: bool) -> Result<(), ws_net::Error> {
+    let (mut ws, _) = ClientBuilder::new(url)?
+        .config(config(deflate))
+        .connect()
+        .await?;
     while let Some(msg) = ws.recv().await {
         let msg = msg?;
         if msg.is_data() {

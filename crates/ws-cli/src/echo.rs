@@ -18,6 +18,9 @@ pub struct Args {
     /// Worker threads (1 runs everything on one thread).
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Do not accept permessage-deflate (compression is on by default).
+    #[arg(long)]
+    no_deflate: bool,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -28,7 +31,11 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match rt.block_on(serve(args.listen)) {
+    let mut config = Config::default();
+    if !args.no_deflate {
+        config.deflate = Some(Default::default());
+    }
+    match rt.block_on(serve(args.listen, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ws echo: {e}");
@@ -37,11 +44,10 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
-async fn serve(addr: SocketAddr) -> std::io::Result<()> {
+async fn serve(addr: SocketAddr, config: Config) -> std::io::Result<()> {
     let listener = ws_net::server::bind(addr).await?;
     println!("listening on ws://{}", listener.local_addr()?);
     std::io::stdout().flush()?;
-    let config = Config::default();
     let (stop_tx, stop_rx) = watch::channel(false);
     let live = Arc::new(());
     let stop = shutdown_signal();

@@ -141,7 +141,12 @@ impl ClientBuilder {
     ///
     /// Cancel-safe in the sense that dropping it drops the half-open
     /// connection; nothing is left running.
-    pub async fn connect(self) -> Result<(WebSocket, UpgradeResponse), Error> {
+    pub async fn connect(mut self) -> Result<(WebSocket, UpgradeResponse), Error> {
+        if let Some(deflate) = &self.config.deflate {
+            self.request = self
+                .request
+                .extensions(ws_proto::deflate::client_offer(deflate));
+        }
         let host = self.uri.host().unwrap_or_default();
         let host = host
             .trim_start_matches('[')
@@ -201,18 +206,30 @@ where
                     });
                 }
                 let response = pending.validate(head)?;
-                return Ok((response, buf));
+                let deflate = match &config.deflate {
+                    Some(offered) => {
+                        let answers = response
+                            .headers()
+                            .get_all(ws_proto::handshake::SEC_WEBSOCKET_EXTENSIONS)
+                            .iter()
+                            .filter_map(|v| v.to_str().ok());
+                        ws_proto::deflate::client_accept(answers, offered)?
+                    }
+                    None => None,
+                };
+                return Ok((response, deflate, buf));
             }
             if stream.read_buf(&mut buf).await? == 0 {
                 return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
             }
         }
     };
-    let (response, leftover) = tokio::time::timeout_at(deadline, exchange)
+    let (response, deflate, leftover) = tokio::time::timeout_at(deadline, exchange)
         .await
         .map_err(|_| Error::HandshakeTimeout)??;
     let info = HandshakeInfo {
         protocol: response.protocol().map(str::to_owned),
+        deflate,
     };
     let ws = WebSocket::from_parts(stream, Role::Client, config, &leftover, info);
     Ok((ws, response))

@@ -98,6 +98,7 @@ impl Inner {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct HandshakeInfo {
     pub(crate) protocol: Option<String>,
+    pub(crate) deflate: Option<ws_proto::deflate::Negotiated>,
 }
 
 /// A WebSocket connection: a [`Stream`] of received messages and a
@@ -161,6 +162,9 @@ impl WebSocket {
         config.protocol.deliver_fragments = false;
         let (read, write) = split(stream);
         let mut core = Connection::new(role, config.protocol.clone());
+        if let Some(negotiated) = info.deflate {
+            core.set_deflate(negotiated);
+        }
         core.receive_data(leftover);
         let now = Instant::now();
         let shared = Arc::new(Shared {
@@ -195,6 +199,11 @@ impl WebSocket {
     /// The subprotocol agreed in the handshake.
     pub fn protocol(&self) -> Option<&str> {
         self.info.protocol.as_deref()
+    }
+
+    /// The permessage-deflate parameters agreed in the handshake, if any.
+    pub fn deflate(&self) -> Option<ws_proto::deflate::Negotiated> {
+        self.info.deflate
     }
 
     /// The next message; `None` once the connection is closed. Ping and pong

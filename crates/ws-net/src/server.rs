@@ -155,11 +155,14 @@ where
         Ok(r) => r,
         Err(e) => return refuse(stream, deadline, e).await,
     };
-    let (response, protocol) = match decide(&request) {
-        Ok(accept) => match request.accept(&accept) {
-            Ok(response) => (response, accept.protocol),
-            Err(e) => return refuse(stream, deadline, e).await,
-        },
+    let (response, protocol, deflate) = match decide(&request) {
+        Ok(mut accept) => {
+            let deflate = negotiate_deflate(&request, &config, &mut accept);
+            match request.accept(&accept) {
+                Ok(response) => (response, accept.protocol, deflate),
+                Err(e) => return refuse(stream, deadline, e).await,
+            }
+        }
         Err(reject) => {
             let bytes = handshake::reject(reject.status, &reject.reason, &reject.headers);
             write_and_close(&mut stream, deadline, &bytes).await;
@@ -170,7 +173,7 @@ where
     tokio::time::timeout_at(deadline, stream.write_all(&bytes))
         .await
         .map_err(|_| Error::HandshakeTimeout)??;
-    let info = HandshakeInfo { protocol };
+    let info = HandshakeInfo { protocol, deflate };
     Ok(WebSocket::from_parts(
         stream,
         Role::Server,
@@ -178,6 +181,20 @@ where
         &leftover,
         info,
     ))
+}
+
+/// Accept permessage-deflate if configured and offered; the answer header
+/// goes into `accept`.
+fn negotiate_deflate(
+    request: &UpgradeRequest,
+    config: &Config,
+    accept: &mut Accept,
+) -> Option<ws_proto::deflate::Negotiated> {
+    let deflate = config.deflate.as_ref()?;
+    let (answer, negotiated) =
+        ws_proto::deflate::server_negotiate(request.extension_offers(), deflate)?;
+    accept.extensions = Some(answer);
+    Some(negotiated)
 }
 
 /// Validate a request parsed by another HTTP stack and build the 101

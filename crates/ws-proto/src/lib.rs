@@ -30,15 +30,14 @@
 mod config;
 mod connection;
 mod error;
+pub mod deflate;
 pub mod frame;
 pub mod handshake;
 mod message;
 pub mod utf8;
 
 pub use config::Config;
-pub use connection::{
-    CloseInfo, Connection, Event, PreparedMessage, Role, SendBuf, Side, State,
-};
+pub use connection::{CloseInfo, Connection, Event, PreparedMessage, Role, SendBuf, Side, State};
 pub use error::{Error, HandshakeError, ProtocolError, SendError};
 pub use frame::{CloseCode, CloseFrame};
 pub use message::{DataKind, Fragment, Message};

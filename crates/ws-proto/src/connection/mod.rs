@@ -7,9 +7,10 @@ pub use send::SendBuf;
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::config::Config;
+use crate::deflate::{Codec, InflateError, Negotiated};
 use crate::error::{ProtocolError, SendError};
 use crate::frame::{
-    apply_mask_at, CloseCode, CloseFrame, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD,
+    apply_mask_at, CloseCode, CloseFrame, FrameHeader, OpCode, MAX_CONTROL_PAYLOAD, RSV1,
 };
 use crate::message::{DataKind, Fragment, Message};
 use crate::utf8::{Utf8Bytes, Utf8Validator};
@@ -151,8 +152,16 @@ struct InFrame {
 #[derive(Debug)]
 struct InMessage {
     kind: DataKind,
+    /// Payload bytes received on the wire so far.
     size: u64,
+    /// Compressed with permessage-deflate (RSV1 on its first frame).
+    compressed: bool,
+    /// The frames so far, uncompressed messages.
     parts: BytesMut,
+    /// The inflated output so far, compressed messages.
+    inflated: Vec<u8>,
+    /// Bytes inflated so far (also those already delivered as fragments).
+    inflated_len: usize,
 }
 
 /// A WebSocket connection after the opening handshake: the RFC 6455
@@ -205,6 +214,8 @@ pub struct Connection {
     sending_fragments: bool,
     pending_pong: Option<Bytes>,
     coalesced_pings: u32,
+    /// permessage-deflate, when negotiated.
+    deflate: Option<Codec>,
     close: CloseInfo,
     /// We failed the connection; input is read only to find the peer's close.
     failed: bool,
@@ -229,6 +240,7 @@ impl Connection {
             sending_fragments: false,
             pending_pong: None,
             coalesced_pings: 0,
+            deflate: None,
             close: CloseInfo::default(),
             failed: false,
             eof: false,
@@ -304,6 +316,17 @@ impl Connection {
         self.send.shrink();
     }
 
+    /// Use permessage-deflate as negotiated in the handshake (see
+    /// [`crate::deflate`]). Call it before any data moves.
+    pub fn set_deflate(&mut self, negotiated: Negotiated) {
+        self.deflate = Some(Codec::new(negotiated));
+    }
+
+    /// The permessage-deflate parameters in use, if any.
+    pub fn deflate(&self) -> Option<Negotiated> {
+        self.deflate.as_ref().map(Codec::negotiated)
+    }
+
     // ---- outputs ----
 
     /// The next event, decoding as much of the received bytes as needed.
@@ -342,6 +365,12 @@ impl Connection {
                         continue;
                     }
                     Ok(None) => return self.check_eof(),
+                    // Already failed and reported once: the stream can no
+                    // longer be read to the peer's close frame.
+                    Err(_) if self.failed => {
+                        self.state = State::Closed;
+                        continue;
+                    }
                     Err(e) => return Err(self.fail(e)),
                 }
             };
@@ -485,17 +514,23 @@ impl Connection {
         if self.sending_fragments {
             return Err(SendError::FragmentInProgress);
         }
+        // RFC 7692 §6.1: a compressed message has RSV1 on its first frame.
+        let (payload, mut rsv) = match self.deflate.as_mut().and_then(|c| c.compress(&payload)) {
+            Some(compressed) => (compressed, RSV1),
+            None => (payload, 0),
+        };
         let size = self.config.fragment_size;
         if size == 0 || payload.len() <= size {
-            self.write_frame(true, opcode, &payload);
+            self.write_frame_rsv(true, rsv, opcode, &payload);
             return Ok(());
         }
         let mut opcode = opcode;
         let mut rest = payload;
         while !rest.is_empty() {
             let piece = rest.split_to(size.min(rest.len()));
-            self.write_frame(rest.is_empty(), opcode, &piece);
+            self.write_frame_rsv(rest.is_empty(), rsv, opcode, &piece);
             opcode = OpCode::Continuation;
+            rsv = 0;
         }
         Ok(())
     }
@@ -510,6 +545,10 @@ impl Connection {
     }
 
     fn write_frame(&mut self, fin: bool, opcode: OpCode, payload: &Bytes) {
+        self.write_frame_rsv(fin, 0, opcode, payload);
+    }
+
+    fn write_frame_rsv(&mut self, fin: bool, rsv: u8, opcode: OpCode, payload: &Bytes) {
         // §5.3: a client masks every frame with a fresh key from a strong
         // source of entropy (a thread-local ChaCha CSPRNG seeded by the OS).
         let mask = match self.role {
@@ -518,7 +557,7 @@ impl Connection {
         };
         let (header, n) = FrameHeader {
             fin,
-            rsv: 0,
+            rsv,
             opcode,
             mask,
             payload_len: payload.len() as u64,
@@ -547,7 +586,14 @@ impl Connection {
             (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
             _ => {}
         }
-        if h.rsv != 0 {
+        // §5.2: RSV bits only as a negotiated extension defines them.
+        // permessage-deflate sets RSV1 on the first frame of a data message
+        // (RFC 7692 §6), never on continuations or control frames.
+        let allowed = match h.opcode {
+            OpCode::Text | OpCode::Binary if self.deflate.is_some() => RSV1,
+            _ => 0,
+        };
+        if h.rsv & !allowed != 0 {
             return Err(ProtocolError::ReservedBits(h.rsv));
         }
         if h.payload_len > self.config.max_frame_size as u64 {
@@ -556,16 +602,18 @@ impl Connection {
                 max: self.config.max_frame_size,
             });
         }
-        let so_far = match (h.opcode, &self.message) {
+        let (so_far, compressed) = match (h.opcode, &self.message) {
             (OpCode::Text | OpCode::Binary, Some(_)) => {
                 return Err(ProtocolError::ExpectedContinuation)
             }
             (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
-            (OpCode::Continuation, Some(m)) => m.size,
-            _ => 0,
+            (OpCode::Continuation, Some(m)) => (m.size, m.compressed),
+            _ => (0, h.rsv & RSV1 != 0),
         };
+        // A compressed message is limited by its inflated size, checked
+        // while inflating.
         let size = so_far + h.payload_len;
-        if !h.opcode.is_control() && size > self.config.max_message_size as u64 {
+        if !h.opcode.is_control() && !compressed && size > self.config.max_message_size as u64 {
             return Err(ProtocolError::MessageTooBig {
                 size,
                 max: self.config.max_message_size,
@@ -575,10 +623,13 @@ impl Connection {
     }
 
     /// Whether the frame's payload is text to validate as it arrives.
+    /// Compressed text is checked after inflating instead.
     fn is_text(&self, h: &FrameHeader) -> bool {
         match h.opcode {
-            OpCode::Text => true,
-            OpCode::Continuation => matches!(&self.message, Some(m) if m.kind == DataKind::Text),
+            OpCode::Text => h.rsv & RSV1 == 0,
+            OpCode::Continuation => {
+                matches!(&self.message, Some(m) if m.kind == DataKind::Text && !m.compressed)
+            }
             _ => false,
         }
     }
@@ -588,7 +639,6 @@ impl Connection {
         header: FrameHeader,
         payload: Bytes,
     ) -> Result<Option<Event>, ProtocolError> {
-        let fin = header.fin;
         match header.opcode {
             OpCode::Ping => {
                 // §5.5.2: answer with a pong carrying the same payload, unless
@@ -600,71 +650,123 @@ impl Connection {
             }
             OpCode::Pong => Ok(Some(Event::Message(Message::Pong(payload)))),
             OpCode::Close => self.on_close(payload).map(Some),
-            OpCode::Text | OpCode::Binary => {
-                let kind = if header.opcode == OpCode::Text {
-                    DataKind::Text
-                } else {
-                    DataKind::Binary
-                };
-                if fin {
-                    if kind == DataKind::Text {
-                        self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
-                    }
-                    if self.config.deliver_fragments {
-                        return Ok(Some(Event::Fragment(Fragment {
-                            kind,
-                            data: payload,
-                            fin,
-                        })));
-                    }
-                    return Ok(Some(Event::Message(data_message(kind, payload))));
-                }
-                let deliver = self.config.deliver_fragments;
-                self.message = Some(InMessage {
-                    kind,
-                    size: payload.len() as u64,
-                    parts: if deliver {
-                        BytesMut::new()
-                    } else {
-                        BytesMut::from(&payload[..])
-                    },
-                });
-                Ok(deliver.then_some(Event::Fragment(Fragment {
-                    kind,
-                    data: payload,
-                    fin,
-                })))
-            }
-            OpCode::Continuation => {
-                let Some(message) = self.message.as_mut() else {
-                    return Err(ProtocolError::UnexpectedContinuation);
-                };
-                message.size += payload.len() as u64;
-                let kind = message.kind;
-                if !self.config.deliver_fragments {
-                    message.parts.extend_from_slice(&payload);
-                }
-                if fin {
-                    let message = self.message.take().map(|m| m.parts).unwrap_or_default();
-                    if kind == DataKind::Text {
-                        self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
-                    }
-                    if self.config.deliver_fragments {
-                        return Ok(Some(Event::Fragment(Fragment {
-                            kind,
-                            data: payload,
-                            fin,
-                        })));
-                    }
-                    return Ok(Some(Event::Message(data_message(kind, message.freeze()))));
-                }
-                Ok(self.config.deliver_fragments.then_some(Event::Fragment(Fragment {
-                    kind,
-                    data: payload,
-                    fin,
-                })))
-            }
+            OpCode::Text | OpCode::Binary | OpCode::Continuation => self.on_data(header, payload),
         }
+    }
+
+    /// A data frame (§5.4, §5.6), compressed or not (RFC 7692 §6.2).
+    fn on_data(
+        &mut self,
+        header: FrameHeader,
+        payload: Bytes,
+    ) -> Result<Option<Event>, ProtocolError> {
+        let fin = header.fin;
+        let deliver = self.config.deliver_fragments;
+        let kind_of = |op| {
+            if op == OpCode::Text {
+                DataKind::Text
+            } else {
+                DataKind::Binary
+            }
+        };
+        // The common case: a whole uncompressed message in one frame, handed
+        // over without a copy. Its UTF-8 was checked as it arrived.
+        if fin && header.opcode != OpCode::Continuation && header.rsv == 0 {
+            let kind = kind_of(header.opcode);
+            if kind == DataKind::Text {
+                self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+            return Ok(Some(if deliver {
+                Event::Fragment(Fragment {
+                    kind,
+                    data: payload,
+                    fin,
+                })
+            } else {
+                Event::Message(data_message(kind, payload))
+            }));
+        }
+        let mut message = match header.opcode {
+            OpCode::Continuation => self
+                .message
+                .take()
+                .ok_or(ProtocolError::UnexpectedContinuation)?,
+            op => InMessage {
+                kind: kind_of(op),
+                size: 0,
+                compressed: header.rsv & RSV1 != 0,
+                parts: BytesMut::new(),
+                inflated: Vec::new(),
+                inflated_len: 0,
+            },
+        };
+        message.size += payload.len() as u64;
+        let kind = message.kind;
+        let mut piece = Bytes::new();
+        if message.compressed {
+            // Inflate this frame now, with the message size limit applied to
+            // the inflated size as it grows (a bomb stops at the limit).
+            let mut out = if deliver {
+                Vec::new()
+            } else {
+                std::mem::take(&mut message.inflated)
+            };
+            let before = out.len();
+            let base = message.inflated_len - before;
+            let max = self.config.max_message_size;
+            let codec = self
+                .deflate
+                .as_mut()
+                .ok_or(ProtocolError::ReservedBits(RSV1))?;
+            codec
+                .decompress(&payload, fin, &mut out, max.saturating_sub(base))
+                .map_err(|e| match e {
+                    InflateError::TooBig => ProtocolError::MessageTooBig {
+                        size: (base + out.len()) as u64,
+                        max,
+                    },
+                    InflateError::Corrupt(why) => ProtocolError::InvalidCompressedData(why),
+                })?;
+            if kind == DataKind::Text {
+                self.utf8
+                    .feed(&out[before..])
+                    .map_err(|_| ProtocolError::InvalidUtf8)?;
+            }
+            message.inflated_len = base + out.len();
+            if deliver {
+                piece = Bytes::from(out);
+            } else {
+                message.inflated = out;
+            }
+        } else if deliver {
+            piece = payload;
+        } else {
+            message.parts.extend_from_slice(&payload);
+        }
+        if !fin {
+            self.message = Some(message);
+            return Ok(deliver.then_some(Event::Fragment(Fragment {
+                kind,
+                data: piece,
+                fin,
+            })));
+        }
+        if kind == DataKind::Text {
+            self.utf8.finish().map_err(|_| ProtocolError::InvalidUtf8)?;
+        }
+        if deliver {
+            return Ok(Some(Event::Fragment(Fragment {
+                kind,
+                data: piece,
+                fin,
+            })));
+        }
+        let data = if message.compressed {
+            Bytes::from(message.inflated)
+        } else {
+            message.parts.freeze()
+        };
+        Ok(Some(Event::Message(data_message(kind, data))))
     }
 
     fn on_close(&mut self, payload: Bytes) -> Result<Event, ProtocolError> {

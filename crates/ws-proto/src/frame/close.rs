@@ -167,7 +167,9 @@ mod tests {
 
     #[test]
     fn autobahn_7_9_invalid_codes() {
-        for code in [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535] {
+        for code in [
+            0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
+        ] {
             let mut p = BytesMut::new();
             p.put_u16(code);
             let err = CloseFrame::parse(p.freeze()).unwrap_err();

@@ -178,7 +178,10 @@ impl ClientHandshake {
 
     /// Validate the response (§4.1, the client's checks of the server's
     /// handshake). A status other than 101 is [`HandshakeError::Rejected`].
-    pub fn validate(&self, response: http::Response<()>) -> Result<UpgradeResponse, HandshakeError> {
+    pub fn validate(
+        &self,
+        response: http::Response<()>,
+    ) -> Result<UpgradeResponse, HandshakeError> {
         // Item 1: the status code must be 101.
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
             return Err(HandshakeError::Rejected(Box::new(response)));

@@ -12,7 +12,9 @@ mod client;
 mod server;
 
 pub use client::{ClientHandshake, ClientRequest, UpgradeResponse};
-pub use server::{parse_request_head, reject, reject_error, write_response, Accept, UpgradeRequest};
+pub use server::{
+    parse_request_head, reject, reject_error, write_response, Accept, UpgradeRequest,
+};
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
@@ -63,7 +65,8 @@ pub fn generate_key() -> String {
 /// Limits on a handshake head, against peers that send endless headers.
 ///
 /// ```
-/// let limits = ws_proto::handshake::Limits { max_head_bytes: 4096, ..Default::default() };
+/// let mut limits = ws_proto::handshake::Limits::default();
+/// limits.max_head_bytes = 4096;
 /// assert_eq!(limits.max_headers, 64);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

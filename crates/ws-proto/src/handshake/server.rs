@@ -309,4 +309,3 @@ pub fn reject_error(err: &HandshakeError) -> Vec<u8> {
     }
     reject(err.status(), &err.to_string(), &extra)
 }
-
