@@ -1,0 +1,313 @@
+//! Hostile peers against the server: every byte sequence ends in a message
+//! or a close with the right code, in bounded time and memory.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{listener, within};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use ws_net::{CloseCode, Config, Error, Message};
+use ws_proto::ProtocolError;
+
+const REQUEST: &[u8] =
+    b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+async fn handshake(addr: std::net::SocketAddr) -> TcpStream {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(REQUEST).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        tcp.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    tcp
+}
+
+/// A masked client frame (mask 0, so the payload reads as is).
+fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![b0];
+    match payload.len() {
+        n @ 0..=125 => out.push(0x80 | n as u8),
+        n @ 126..=65535 => {
+            out.push(0x80 | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(0x80 | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Start a server that reports how its connection ended.
+async fn server(config: Config) -> (std::net::SocketAddr, tokio::task::JoinHandle<Option<Error>>) {
+    let (l, addr) = listener().await;
+    let task = tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut ws = ws_net::server::accept(tcp, config).await.unwrap();
+        loop {
+            match ws.recv().await {
+                Some(Ok(m)) if m.is_data() => {
+                    let _ = ws.send(m).await;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Some(e),
+                None => return None,
+            }
+        }
+    });
+    (addr, task)
+}
+
+/// Read frames until a close frame; return its code.
+async fn read_close_code(tcp: &mut TcpStream) -> u16 {
+    let mut buf = Vec::new();
+    within(async {
+        loop {
+            let mut chunk = [0u8; 4096];
+            let n = tcp.read(&mut chunk).await.unwrap_or(0);
+            assert!(n > 0, "connection ended without a close frame: {buf:x?}");
+            buf.extend_from_slice(&chunk[..n]);
+            // Walk unmasked server frames.
+            let mut at = 0;
+            while buf.len() >= at + 2 {
+                let len = match buf[at + 1] & 0x7f {
+                    126 if buf.len() >= at + 4 => {
+                        (u16::from_be_bytes([buf[at + 2], buf[at + 3]]) as usize, 4)
+                    }
+                    127 if buf.len() >= at + 10 => {
+                        let mut l = [0u8; 8];
+                        l.copy_from_slice(&buf[at + 2..at + 10]);
+                        (u64::from_be_bytes(l) as usize, 10)
+                    }
+                    126 | 127 => break,
+                    n => (n as usize, 2),
+                };
+                if buf.len() < at + len.1 + len.0 {
+                    break;
+                }
+                if buf[at] & 0x0f == 0x8 {
+                    let p = &buf[at + len.1..];
+                    return u16::from_be_bytes([p[0], p[1]]);
+                }
+                at += len.1 + len.0;
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn header_announcing_2_pow_63_gets_1009_at_once() {
+    let (addr, server) = server(Config::default()).await;
+    let mut tcp = handshake(addr).await;
+    let mut header = vec![0x82, 0xff];
+    header.extend_from_slice(&(u64::MAX >> 1).to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    tcp.write_all(&header).await.unwrap();
+    assert_eq!(read_close_code(&mut tcp).await, 1009);
+    let err = within(server).await.unwrap().unwrap();
+    assert!(
+        matches!(err, Error::Protocol(ProtocolError::FrameTooBig { .. })),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn endless_fragmented_message_gets_1009_past_the_limit() {
+    let mut config = Config::default();
+    config.protocol.max_message_size = 1 << 20;
+    let (addr, server) = server(config).await;
+    let mut tcp = handshake(addr).await;
+    let piece = vec![b'x'; 64 * 1024];
+    let writer = tokio::spawn(async move {
+        let _ = tcp.write_all(&frame(0x02, &piece)).await;
+        // 40 more pieces: 2.6 MiB in all, well past the 1 MiB limit.
+        for _ in 0..40 {
+            if tcp.write_all(&frame(0x00, &piece)).await.is_err() {
+                break;
+            }
+        }
+        tcp
+    });
+    let err = within(server).await.unwrap().unwrap();
+    assert!(
+        matches!(err, Error::Protocol(ProtocolError::MessageTooBig { .. })),
+        "{err:?}"
+    );
+    assert_eq!(err.close_code(), Some(CloseCode::MESSAGE_TOO_BIG));
+    let mut tcp = within(writer).await.unwrap();
+    assert_eq!(read_close_code(&mut tcp).await, 1009);
+}
+
+#[tokio::test]
+async fn invalid_utf8_split_across_frames_fails_at_that_frame() {
+    let (addr, server) = server(Config::default()).await;
+    let mut tcp = handshake(addr).await;
+    // "a" and the first byte of a 4-byte sequence: still valid so far.
+    tcp.write_all(&frame(0x01, &[b'a', 0xf4])).await.unwrap();
+    // 0x90 after 0xf4 is past U+10FFFF: invalid in this frame, which does
+    // not end the message. The third frame is never sent.
+    tcp.write_all(&frame(0x00, &[0x90, 0x80, 0x80]))
+        .await
+        .unwrap();
+    assert_eq!(read_close_code(&mut tcp).await, 1007);
+    let err = within(server).await.unwrap().unwrap();
+    assert!(
+        matches!(err, Error::Protocol(ProtocolError::InvalidUtf8)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn ping_flood_from_a_peer_that_never_reads_is_capped_then_closed() {
+    let (l, addr) = listener().await;
+    let config = Config::default();
+    let threshold = config.protocol.pong_backlog_threshold;
+    let server = tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut ws = ws_net::server::accept(tcp, config).await.unwrap();
+        let mut max_buffered = 0;
+        loop {
+            max_buffered = max_buffered.max(ws.buffered_amount());
+            match ws.recv().await {
+                Some(Ok(Message::Ping(_))) => {}
+                Some(Ok(other)) => panic!("unexpected {other:?}"),
+                Some(Err(e)) => return (e, max_buffered),
+                None => panic!("ended without an error"),
+            }
+        }
+    });
+    let mut tcp = handshake(addr).await;
+    let ping = frame(0x89, &[7u8; 125]);
+    let batch: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 1000)
+        .collect();
+    let flood = tokio::spawn(async move {
+        // At most 400k pings (52 MB), never reading a byte.
+        for _ in 0..400 {
+            if tokio::time::timeout(Duration::from_secs(5), tcp.write_all(&batch))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+        tcp
+    });
+    let (err, max_buffered) = within(server).await.unwrap();
+    assert!(
+        matches!(err, Error::Protocol(ProtocolError::WriteBufferFull { .. })),
+        "{err:?}"
+    );
+    assert_eq!(err.close_code(), Some(CloseCode::POLICY_VIOLATION));
+    // Queued replies never passed twice the pong backlog threshold (the
+    // queue plus one batch being written) and a frame.
+    assert!(max_buffered <= 2 * threshold + 256, "{max_buffered}");
+    flood.abort();
+}
+
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+fn rss() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// 10,000 connections dropped abruptly at every stage: before the
+/// handshake ends, right after it, and in the middle of a frame. Afterwards
+/// the server holds no more tasks, file descriptors or memory than before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_abrupt_drops_leak_nothing() {
+    let (l, addr) = listener().await;
+    let mut config = Config::default();
+    config.handshake_timeout = Duration::from_secs(5);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let config = config.clone();
+            tokio::spawn(async move {
+                if let Ok(mut ws) = ws_net::server::accept(tcp, config).await {
+                    common::echo_loop(&mut ws).await;
+                }
+            });
+        }
+    });
+    // Warm up allocator and runtime before the baseline.
+    for _ in 0..50 {
+        drop(handshake(addr).await);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let (fds0, tasks0, rss0) = (open_fds(), metrics.num_alive_tasks(), rss());
+    let partial_frame = frame(0x82, &[9u8; 1000])[..500].to_vec();
+    for batch in 0..50 {
+        let mut clients = Vec::new();
+        for i in 0..200 {
+            let partial_frame = partial_frame.clone();
+            clients.push(tokio::spawn(async move {
+                let Ok(mut tcp) = TcpStream::connect(addr).await else {
+                    return;
+                };
+                match (batch * 200 + i) % 3 {
+                    0 => {
+                        let _ = tcp.write_all(&REQUEST[..40]).await;
+                    }
+                    1 => {
+                        let _ = tcp.write_all(REQUEST).await;
+                    }
+                    _ => {
+                        let _ = tcp.write_all(REQUEST).await;
+                        let _ = tcp.write_all(&partial_frame).await;
+                    }
+                }
+                // Linger 0 would send a reset; a plain drop sends FIN
+                // without reading the reply: both are abrupt for the server.
+                if i % 2 == 0 {
+                    // A zero linger makes the drop send a reset; it does not
+                    // block here because nothing is left unsent.
+                    #[allow(deprecated)]
+                    let _ = tcp.set_linger(Some(Duration::ZERO));
+                }
+                drop(tcp);
+            }));
+        }
+        for c in clients {
+            within(c).await.unwrap();
+        }
+    }
+    // Let every server task notice the end of its connection.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let tasks = metrics.num_alive_tasks();
+        if (tasks <= tasks0 && open_fds() <= fds0 + 2) || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (fds1, tasks1, rss1) = (open_fds(), metrics.num_alive_tasks(), rss());
+    eprintln!("fds {fds0} -> {fds1}, tasks {tasks0} -> {tasks1}, rss {rss0} -> {rss1}");
+    assert!(tasks1 <= tasks0, "tasks leaked: {tasks0} -> {tasks1}");
+    assert!(
+        fds1 <= fds0 + 2,
+        "file descriptors leaked: {fds0} -> {fds1}"
+    );
+    assert!(rss1 < rss0 + (32 << 20), "memory grew: {rss0} -> {rss1}");
+}
