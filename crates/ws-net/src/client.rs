@@ -201,7 +201,7 @@ where
                     let body = read_body(&mut stream, &head, buf).await;
                     return Err(Error::Refused {
                         status: head.status(),
-                        headers: head.headers().clone(),
+                        headers: Box::new(head.headers().clone()),
                         body,
                     });
                 }

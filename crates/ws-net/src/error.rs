@@ -27,7 +27,7 @@ pub enum Error {
         /// The status.
         status: StatusCode,
         /// The response headers.
-        headers: HeaderMap,
+        headers: Box<HeaderMap>,
         /// The response body (at most 64 KiB of it).
         body: Bytes,
     },

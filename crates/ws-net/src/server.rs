@@ -75,7 +75,7 @@ pub struct Reject {
     /// A short reason, sent as the plain-text body.
     pub reason: String,
     /// Extra response headers (`WWW-Authenticate`, for example).
-    pub headers: HeaderMap,
+    pub headers: Box<HeaderMap>,
 }
 
 impl Reject {
@@ -84,7 +84,7 @@ impl Reject {
         Self {
             status,
             reason: reason.into(),
-            headers: HeaderMap::new(),
+            headers: Box::default(),
         }
     }
 }
