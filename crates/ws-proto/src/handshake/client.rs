@@ -160,7 +160,8 @@ impl ClientHandshake {
     ) -> Result<Option<(http::Response<()>, usize)>, HandshakeError> {
         let mut headers = vec![httparse::EMPTY_HEADER; self.limits.max_headers];
         let mut resp = httparse::Response::new(&mut headers);
-        let status = resp.parse(buf);
+        // As for requests: look at no more than the limit.
+        let status = resp.parse(&buf[..buf.len().min(self.limits.max_head_bytes)]);
         let Some(len) = check_partial(status, buf.len(), &self.limits)? else {
             return Ok(None);
         };

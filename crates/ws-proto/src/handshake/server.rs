@@ -30,7 +30,10 @@ pub fn parse_request_head(
 ) -> Result<Option<(http::Request<()>, usize)>, HandshakeError> {
     let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
     let mut req = httparse::Request::new(&mut headers);
-    let status = req.parse(buf);
+    // Look at no more than the limit: the outcome then depends only on the
+    // first `max_head_bytes` bytes, the same whether the head arrives at
+    // once or in pieces.
+    let status = req.parse(&buf[..buf.len().min(limits.max_head_bytes)]);
     let Some(len) = check_partial(status, buf.len(), limits)? else {
         return Ok(None);
     };
