@@ -96,8 +96,9 @@ impl PreparedMessage {
     /// Encode a data or control message as one unmasked frame.
     ///
     /// Sending a prepared close does not start the closing handshake; use
-    /// [`Connection::close`] for that. A control payload over 125 bytes is
-    /// truncated to 125.
+    /// [`Connection::close`] for that. A ping or pong payload over 125 bytes
+    /// is truncated to 125, a close reason over 123 bytes to the last whole
+    /// character that fits.
     pub fn new(message: Message) -> Self {
         let (opcode, mut payload) = match message {
             Message::Text(t) => (OpCode::Text, t.into_bytes()),
@@ -106,7 +107,10 @@ impl PreparedMessage {
             Message::Pong(p) => (OpCode::Pong, p),
             Message::Close(f) => {
                 let mut b = BytesMut::new();
-                if let Some(f) = f {
+                if let Some(mut f) = f {
+                    let mut reason = f.reason.to_string();
+                    truncate_utf8(&mut reason, crate::frame::MAX_CLOSE_REASON);
+                    f.reason = reason.into();
                     f.encode_into(&mut b);
                 }
                 (OpCode::Close, b.freeze())
@@ -271,9 +275,13 @@ impl Connection {
     }
 
     /// Bytes queued for the transport and not yet written (like a browser's
-    /// `bufferedAmount`).
+    /// `bufferedAmount`), including a pong waiting for the backlog to drain.
     pub fn buffered_amount(&self) -> usize {
-        self.send.remaining()
+        let pong = self.pending_pong.as_ref().map_or(0, |p| {
+            let mask = if self.role == Role::Client { 4 } else { 0 };
+            2 + mask + p.len()
+        });
+        self.send.remaining() + pong
     }
 
     /// Whether the caller should now close the transport: the connection is
@@ -385,6 +393,8 @@ impl Connection {
                 }
                 self.frame = None;
                 if frame.header.opcode == OpCode::Close {
+                    // Read past a failure: its content no longer matters.
+                    self.close.received.get_or_insert_with(no_status);
                     self.state = State::Closed;
                 }
                 continue;
@@ -770,7 +780,11 @@ impl Connection {
     }
 
     fn on_close(&mut self, payload: Bytes) -> Result<Event, ProtocolError> {
-        let frame = CloseFrame::parse(payload)?;
+        let frame = CloseFrame::parse(payload).inspect_err(|_| {
+            // The peer closed, badly: `fail` answers and no second close
+            // frame will come.
+            self.close.received = Some(no_status());
+        })?;
         self.close.received = Some(frame.clone().unwrap_or_else(no_status));
         if self.state == State::Open {
             // §5.5.1: answer with a close frame, typically echoing the code.
@@ -785,6 +799,9 @@ impl Connection {
     }
 
     fn queue_pong(&mut self, payload: Bytes) -> Result<(), ProtocolError> {
+        // A waiting pong goes out first if the backlog has drained meanwhile,
+        // so only pings that really find the backlog full are coalesced.
+        self.flush_pending_pong();
         if self.pending_pong.is_none()
             && self.send.remaining() <= self.config.pong_backlog_threshold
         {
@@ -827,6 +844,10 @@ impl Connection {
             self.close.sent = Some(frame);
             self.close.initiator.get_or_insert(Side::Local);
             self.state = State::Closing;
+        }
+        if self.close.received.is_some() {
+            // The peer already sent its close frame: nothing more to wait for.
+            self.state = State::Closed;
         }
         self.failed = true;
         self.pending_pong = None;
