@@ -29,8 +29,8 @@
 
 mod config;
 mod connection;
-mod error;
 pub mod deflate;
+mod error;
 pub mod frame;
 pub mod handshake;
 mod message;

@@ -272,7 +272,119 @@ mod tests {
         assert_eq!(v.feed(&[0x90]), Err(InvalidUtf8));
     }
 
+    /// The first index `i` at which `bytes[..=i]` can no longer be the start
+    /// of valid UTF-8: where a validator that fails fast must fail.
+    fn first_hopeless_byte(bytes: &[u8]) -> Option<usize> {
+        (0..bytes.len()).find(
+            |&i| matches!(std::str::from_utf8(&bytes[..=i]), Err(e) if e.error_len().is_some()),
+        )
+    }
+
+    #[test]
+    fn fails_on_the_byte_that_makes_it_invalid() {
+        for (bytes, at) in [
+            (&[0x80][..], 0),   // a lone continuation byte
+            (&[0xc0, 0x80], 0), // C0 and C1 only start overlong forms
+            (&[0xc1, 0xbf], 0),
+            (&[0xf5, 0x80], 0), // F5-FF are never valid
+            (&[0xff], 0),
+            (&[0xe0, 0x80, 0x80], 1),       // overlong three-byte form
+            (&[0xf0, 0x80, 0x80, 0x80], 1), // overlong four-byte form
+            (&[0xed, 0xa0, 0x80], 1),       // a UTF-16 surrogate
+            (&[0xf4, 0x90, 0x80, 0x80], 1), // beyond U+10FFFF
+            (&[b'a', 0xe2, 0x82, b'b'], 3), // a sequence cut short
+            (&[0xce, 0xba, 0xc2], 3),       // (at the end: only `finish` fails)
+        ] {
+            let expect = (at < bytes.len()).then_some(at);
+            assert_eq!(first_hopeless_byte(bytes), expect, "{bytes:x?}");
+            let mut v = Utf8Validator::default();
+            let failed = (0..bytes.len()).find(|&i| v.feed(&bytes[i..=i]).is_err());
+            assert_eq!(failed, expect, "{bytes:x?} byte by byte");
+            if expect.is_none() {
+                assert_eq!(v.finish(), Err(InvalidUtf8));
+            }
+        }
+    }
+
+    #[test]
+    fn empty_pieces_change_nothing() {
+        let euro = "€".as_bytes();
+        let mut v = Utf8Validator::default();
+        v.feed(&[]).unwrap();
+        v.feed(&euro[..1]).unwrap();
+        v.feed(&[]).unwrap();
+        v.feed(&euro[1..2]).unwrap();
+        v.feed(&[]).unwrap();
+        assert_eq!(
+            v.clone().finish(),
+            Err(InvalidUtf8),
+            "still inside the euro sign"
+        );
+        v.feed(&euro[2..]).unwrap();
+        v.finish().unwrap();
+        let mut v = Utf8Validator::default();
+        v.feed(&[]).unwrap();
+        v.finish().unwrap();
+    }
+
+    #[test]
+    fn finish_and_reset_start_a_new_message() {
+        // After a message that ended inside a code point, the next one
+        // starts clean.
+        let mut v = Utf8Validator::default();
+        v.feed(&[0xe2, 0x82]).unwrap();
+        assert_eq!(v.finish(), Err(InvalidUtf8));
+        v.feed(b"ok").unwrap();
+        v.finish().unwrap();
+        // `reset` forgets a partial code point: its continuation is now a
+        // stray byte.
+        v.feed(&[0xf0, 0x9f, 0x98]).unwrap();
+        v.reset();
+        assert_eq!(v.feed(&[0x80]), Err(InvalidUtf8));
+        let mut v = Utf8Validator::default();
+        v.feed(&[0xf0, 0x9f]).unwrap();
+        v.reset();
+        v.feed(b"a").unwrap();
+        v.finish().unwrap();
+    }
+
+    use proptest::strategy::Strategy as _;
+
     proptest::proptest! {
+        /// Cut into any pieces, mostly-valid text fails in exactly the piece
+        /// that holds the first hopeless byte, and otherwise agrees with std.
+        #[test]
+        fn fails_in_the_piece_with_the_first_bad_byte(
+            data in proptest::prop_oneof![
+                proptest::collection::vec(proptest::arbitrary::any::<u8>(), 0..40),
+                (".{0,20}", proptest::collection::vec(proptest::arbitrary::any::<u8>(), 0..4), ".{0,20}")
+                    .prop_map(|(a, b, c): (String, Vec<u8>, String)| {
+                        [a.as_bytes(), &b, c.as_bytes()].concat()
+                    }),
+            ],
+            cuts in proptest::collection::vec(0usize..100, 0..8),
+        ) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (data.len() + 1)).collect();
+            cuts.push(0);
+            cuts.push(data.len());
+            cuts.sort_unstable();
+            let mut v = Utf8Validator::default();
+            let failed = cuts
+                .windows(2)
+                .map(|w| (w[0], w[1]))
+                .find(|&(start, end)| v.feed(&data[start..end]).is_err());
+            match first_hopeless_byte(&data) {
+                Some(i) => {
+                    let (start, end) = failed.expect("fails");
+                    proptest::prop_assert!(start <= i && i < end, "{:x?}: byte {} not in {}..{}", data, i, start, end);
+                }
+                None => {
+                    proptest::prop_assert_eq!(failed, None);
+                    proptest::prop_assert_eq!(v.finish().is_ok(), std::str::from_utf8(&data).is_ok());
+                }
+            }
+        }
+
         #[test]
         fn matches_std(data: Vec<u8>, cut in 0usize..64) {
             let cut = cut.min(data.len());

@@ -72,6 +72,28 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_key_offset_and_split(
+            data in proptest::collection::vec(proptest::arbitrary::any::<u8>(), 0..200),
+            key: [u8; 4],
+            offset in 0usize..usize::MAX - 1000,
+            split in 0usize..200,
+        ) {
+            let mut fast = data.clone();
+            let mut slow = data.clone();
+            apply_mask_at(&mut fast, key, offset);
+            apply_mask_bytewise(&mut slow, key, offset);
+            proptest::prop_assert_eq!(&fast, &slow);
+            // In two pieces, then unmasked again: the original.
+            let split = split.min(data.len());
+            let (a, b) = fast.split_at_mut(split);
+            apply_mask_at(a, key, offset);
+            apply_mask_at(b, key, offset + split);
+            proptest::prop_assert_eq!(fast, data);
+        }
+    }
+
     #[test]
     fn piecewise_equals_whole() {
         let key = [1, 2, 3, 4];

@@ -272,6 +272,68 @@ mod tests {
     }
 
     #[test]
+    fn fin_rsv_and_opcode_round_trip() {
+        let ops = [
+            OpCode::Continuation,
+            OpCode::Text,
+            OpCode::Binary,
+            OpCode::Close,
+            OpCode::Ping,
+            OpCode::Pong,
+        ];
+        for op in ops {
+            assert_eq!(OpCode::from_u8(op.as_u8()), Some(op));
+            assert_eq!(op.is_control(), op.as_u8() >= 0x8);
+            for rsv in 0..8 {
+                for fin in [true, false] {
+                    if op.is_control() && !fin {
+                        continue;
+                    }
+                    let h = FrameHeader {
+                        fin,
+                        rsv,
+                        opcode: op,
+                        mask: None,
+                        payload_len: 3,
+                    };
+                    let (buf, n) = h.encode();
+                    assert_eq!(buf[0], (u8::from(fin) << 7) | (rsv << 4) | op.as_u8());
+                    assert_eq!(FrameHeader::decode(&buf[..n]).unwrap(), Some((h, n)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn control_frame_checks_need_no_mask_key() {
+        // A masked ping announcing 126 bytes fails before its key arrives.
+        let err = FrameHeader::decode(&[0x89, 0xfe, 0x00, 0x7e]).unwrap_err();
+        assert_eq!(err, ProtocolError::ControlTooLong(126));
+        // So does a masked, fragmented close.
+        let err = FrameHeader::decode(&[0x08, 0x82]).unwrap_err();
+        assert_eq!(err, ProtocolError::FragmentedControl);
+        // A masked ping of 125 bytes waits for its key.
+        for short in 2..6 {
+            let buf = [0x89, 0xfd, 1, 2, 3, 4];
+            assert_eq!(FrameHeader::decode(&buf[..short]).unwrap(), None);
+        }
+        let (h, n) = FrameHeader::decode(&[0x89, 0xfd, 1, 2, 3, 4])
+            .unwrap()
+            .unwrap();
+        assert_eq!((h.payload_len, h.mask, n), (125, Some([1, 2, 3, 4]), 6));
+    }
+
+    #[test]
+    fn header_decode_ignores_what_follows() {
+        let mut buf = vec![0x82, 0x7e, 0x01, 0x00];
+        buf.extend_from_slice(&[0xff; 300]);
+        let (h, n) = FrameHeader::decode(&buf).unwrap().unwrap();
+        assert_eq!((h.payload_len, n), (256, 4));
+        assert_eq!(FrameHeader::decode(&[]).unwrap(), None);
+        assert_eq!(FrameHeader::decode(&[0x82]).unwrap(), None);
+    }
+
+    #[test]
     fn rejects_bad_control_frames() {
         let err = FrameHeader::decode(&[0x09, 0x00]).unwrap_err();
         assert_eq!(err, ProtocolError::FragmentedControl);
