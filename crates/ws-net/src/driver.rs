@@ -25,6 +25,9 @@ const MAX_SLICES: usize = 64;
 /// How long the driver waits for a transport shutdown (TLS close_notify).
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
 
+/// How long a closing connection reads for the peer's end of file.
+const LINGER: Duration = Duration::from_secs(2);
+
 /// What the driver decided under the lock.
 enum Step {
     /// Write the batch (new bytes may have been added to it).
@@ -61,7 +64,10 @@ pub(crate) async fn drive(shared: Arc<Shared>, mut io: BoxWrite) {
         };
         match step {
             Step::Finish(err) => {
-                finish(&shared, &mut io, err).await;
+                if orphan.is_none() {
+                    orphan = shared.lock().orphan.take();
+                }
+                finish(&shared, &mut io, err, orphan.as_mut()).await;
                 return;
             }
             Step::Write => {
@@ -257,7 +263,17 @@ fn on_orphan_read(shared: &Shared, read: Option<std::io::Result<usize>>, buf: &m
     }
 }
 
-async fn finish(shared: &Shared, io: &mut BoxWrite, err: Option<Error>) {
+/// Close the transport: shut down our sending side (FIN after the close
+/// frame), then, if the driver holds the read half, linger: read and discard
+/// until the peer closes too, for at most [`LINGER`]. Closing a socket with
+/// unread input makes the kernel send a reset, which can destroy our close
+/// frame before the peer has read it.
+async fn finish(
+    shared: &Shared,
+    io: &mut BoxWrite,
+    err: Option<Error>,
+    read: Option<&mut BoxRead>,
+) {
     {
         let mut inner = shared.lock();
         inner.terminated = true;
@@ -268,4 +284,15 @@ async fn finish(shared: &Shared, io: &mut BoxWrite, err: Option<Error>) {
         inner.wake_all();
     }
     let _ = tokio::time::timeout(SHUTDOWN_WAIT, io.shutdown()).await;
+    if let Some(read) = read {
+        let drain = async {
+            let mut scratch = [0u8; 4096];
+            while let Ok(n) = tokio::io::AsyncReadExt::read(read, &mut scratch).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(LINGER, drain).await;
+    }
 }

@@ -410,7 +410,17 @@ impl Connection {
                     frame.discard = true;
                     frame.done = 0;
                     self.frame = Some(frame);
-                    return Err(self.fail(ProtocolError::InvalidUtf8));
+                    let err = self.fail(ProtocolError::InvalidUtf8);
+                    if avail < len {
+                        // Failed inside a frame still arriving (fail fast,
+                        // §8.1): a peer that reads our close may never send
+                        // the rest of it, so what follows cannot be read as
+                        // frames. Stop reading.
+                        self.state = State::Closed;
+                        self.frame = None;
+                        self.rbuf.clear();
+                    }
+                    return Err(err);
                 }
                 frame.done = avail;
             }
