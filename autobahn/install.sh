@@ -6,11 +6,14 @@
 #   1. adds Debian's bullseye suite (same mirror + keyring as the existing
 #      Debian source, pinned to a low priority so nothing else comes from it),
 #   2. installs python2.7 + python2.7-dev from bullseye,
-#   3. bootstraps pip/setuptools/wheel into python2.7 from the last Python 2
-#      wheels (downloaded with the system python3's pip),
-#   4. installs virtualenv into python2.7, creates a venv and installs
+#   3. bootstraps pip/setuptools/wheel for python2.7 from the last Python 2
+#      wheels (downloaded with the system python3's pip), as `pip --user`
+#      installs into a private PYTHONUSERBASE (nothing lands in /usr/local),
+#   4. installs virtualenv the same way, creates a venv and installs
 #      autobahntestsuite (+ pinned dependencies) into it,
 #   5. checks that `wstest --help` works.
+# Only the apt steps need root (sudo is used when not root); pip, virtualenv
+# and the venv live in user directories (see WS_AUTOBAHN_CACHE, WS_AUTOBAHN_VENV).
 # Every step is skipped when it is already done.
 #
 # Environment:
@@ -18,15 +21,17 @@
 #   WS_AUTOBAHN_CACHE  download cache (default: ${XDG_CACHE_HOME:-$HOME/.cache}/ws-autobahn)
 #   PYTHON2            python2.7 interpreter (default: /usr/bin/python2.7)
 #   PYTHON3            python3 interpreter used for downloads (default: python3)
+# (defaults are set in lib.sh)
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=env.sh
-. "$HERE/env.sh"
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
 
 CACHE="${WS_AUTOBAHN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ws-autobahn}"
-PYTHON3="${PYTHON3:-python3}"
 WHEELS="$CACHE/py2-bootstrap"
+# PYTHONUSERBASE for pip/setuptools/wheel/virtualenv of the system python2.7
+PY2_TOOLS="$CACHE/py2-tools"
 
 # Versions. autobahntestsuite's wheel pins its own dependency set
 # (Twisted 19.10.0, cryptography 3.3.2, pyOpenSSL 19.1.0, autobahn 0.10.9, ...);
@@ -81,8 +86,11 @@ fi
 # 2. python2.7 from Debian bullseye
 # --------------------------------------------------------------------------
 have_python2() {
-    [ -x "$PYTHON2" ] && "$PYTHON2" -c 'import sys; assert sys.version_info[:2] == (2, 7)' 2>/dev/null \
-        && [ -f /usr/include/python2.7/Python.h ]
+    [ -x "$PYTHON2" ] && "$PYTHON2" -c '
+import os, sys
+from distutils import sysconfig
+assert sys.version_info[:2] == (2, 7)
+assert os.path.isfile(os.path.join(sysconfig.get_python_inc(), "Python.h"))' 2>/dev/null
 }
 
 if have_python2; then
@@ -180,9 +188,11 @@ EOF
     log "apt-get install -t bullseye python2.7 python2.7-dev"
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
         -t bullseye python2.7 python2.7-dev
-    # Build tools for the C extensions that have no cp27 wheel (Twisted, wsaccel, ujson, ...).
+    # A C compiler for the few dependencies without a cp27 manylinux wheel
+    # (wsaccel, scandir, ...). cryptography/cffi/Twisted come as wheels, so
+    # libssl-dev / libffi-dev are not needed.
     missing=()
-    for p in gcc libc6-dev libssl-dev libffi-dev; do
+    for p in gcc libc6-dev; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
     if [ "${#missing[@]}" -gt 0 ]; then
@@ -196,12 +206,17 @@ printf '    [install] %s: %s\n' "$PYTHON2" "$("$PYTHON2" --version 2>&1)" >&2
 # --------------------------------------------------------------------------
 # 3. pip / setuptools / wheel for python2.7
 # --------------------------------------------------------------------------
+# Installed with `pip --user` into a private PYTHONUSERBASE, not into
+# /usr/local: a system-wide pip 20.3.4 would put /usr/local/bin/pip (a
+# Python 2 pip) in front of Debian's Python 3 pip on PATH.
+export PYTHONUSERBASE="$PY2_TOOLS"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
 pip2_ok() {
-    "$PYTHON2" -m pip --version 2>/dev/null | grep -q "^pip $PIP_VERSION " &&
+    "$PYTHON2" -m pip --version 2>/dev/null | grep "^pip $PIP_VERSION from $PY2_TOOLS/" >/dev/null &&
         "$PYTHON2" -c "import setuptools, wheel; assert setuptools.__version__ == '$SETUPTOOLS_VERSION'" 2>/dev/null
 }
 if pip2_ok; then
-    skip "python2.7 already has pip $PIP_VERSION + setuptools $SETUPTOOLS_VERSION + wheel"
+    skip "pip $PIP_VERSION + setuptools $SETUPTOOLS_VERSION + wheel for python2.7 present in $PY2_TOOLS"
 else
     mkdir -p "$WHEELS"
     if [ -f "$WHEELS/pip-$PIP_VERSION-py2.py3-none-any.whl" ] &&
@@ -210,16 +225,16 @@ else
         skip "bootstrap wheels already in $WHEELS"
     else
         log "downloading the last Python 2 wheels of pip/setuptools/wheel into $WHEELS"
-        "$PYTHON3" -m pip download --disable-pip-version-check --no-deps --python-version 2.7 \
+        "$PYTHON3" -m pip download --no-deps --python-version 2.7 \
             --only-binary=:all: -d "$WHEELS" \
             "pip==$PIP_VERSION" "setuptools==$SETUPTOOLS_VERSION" "wheel==$WHEEL_VERSION"
     fi
     PIPWHL="$WHEELS/pip-$PIP_VERSION-py2.py3-none-any.whl"
-    log "installing setuptools $SETUPTOOLS_VERSION into python2.7 (pip run from its wheel)"
-    "${SUDO[@]}" "$PYTHON2" "$PIPWHL/pip" install --disable-pip-version-check --no-cache-dir \
+    log "installing setuptools $SETUPTOOLS_VERSION for python2.7 into $PY2_TOOLS (pip run from its wheel)"
+    "$PYTHON2" "$PIPWHL/pip" install --user --no-cache-dir --no-warn-script-location \
         --no-index --find-links "$WHEELS" "setuptools==$SETUPTOOLS_VERSION"
-    log "installing pip $PIP_VERSION + wheel $WHEEL_VERSION into python2.7"
-    "${SUDO[@]}" "$PYTHON2" "$PIPWHL/pip" install --disable-pip-version-check --no-cache-dir \
+    log "installing pip $PIP_VERSION + wheel $WHEEL_VERSION for python2.7 into $PY2_TOOLS"
+    "$PYTHON2" "$PIPWHL/pip" install --user --no-cache-dir --no-warn-script-location \
         --no-index --find-links "$WHEELS" "pip==$PIP_VERSION" "wheel==$WHEEL_VERSION"
     pip2_ok || die "pip bootstrap for python2.7 failed"
 fi
@@ -227,11 +242,11 @@ fi
 # --------------------------------------------------------------------------
 # 4. virtualenv + venv + autobahntestsuite
 # --------------------------------------------------------------------------
-if "$PYTHON2" -m virtualenv --version 2>/dev/null | grep -q "^virtualenv $VIRTUALENV_VERSION "; then
+if "$PYTHON2" -m virtualenv --version 2>&1 | grep "^virtualenv $VIRTUALENV_VERSION " >/dev/null; then
     skip "virtualenv $VIRTUALENV_VERSION present"
 else
-    log "installing virtualenv $VIRTUALENV_VERSION into python2.7"
-    "${SUDO[@]}" "$PYTHON2" -m pip install --disable-pip-version-check \
+    log "installing virtualenv $VIRTUALENV_VERSION for python2.7 into $PY2_TOOLS"
+    "$PYTHON2" -m pip install --user --no-warn-script-location \
         -c "$CONSTRAINTS" "virtualenv==$VIRTUALENV_VERSION"
 fi
 
@@ -243,14 +258,14 @@ else
     "$PYTHON2" -m virtualenv --no-periodic-update --no-download "$VENV"
 fi
 
-log "installing autobahntestsuite $AUTOBAHNTESTSUITE_VERSION into $VENV (builds some C extensions; takes a few minutes)"
-"$VENV/bin/python" -m pip install --disable-pip-version-check \
-    -c "$CONSTRAINTS" "autobahntestsuite==$AUTOBAHNTESTSUITE_VERSION"
+log "installing autobahntestsuite $AUTOBAHNTESTSUITE_VERSION into $VENV (builds a few small C extensions)"
+"$VENV/bin/python" -m pip install -c "$CONSTRAINTS" "autobahntestsuite==$AUTOBAHNTESTSUITE_VERSION"
 
 # --------------------------------------------------------------------------
 # 5. verify
 # --------------------------------------------------------------------------
 log "verifying: wstest --help"
 venv_ok || { "$WSTEST" --help || true; die "wstest does not work (see output above)"; }
-"$WSTEST" --help | head -n 3 >&2
+help="$("$WSTEST" --help 2>&1)"
+printf '%s\n' "$help" | sed -n '1,3p' >&2
 printf '\n==> [install] done in %ss: %s\n' "$((SECONDS - t_start))" "$WSTEST" >&2
