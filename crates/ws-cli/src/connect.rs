@@ -75,6 +75,7 @@ async fn session(args: Args) -> Result<i32, Box<dyn std::error::Error>> {
         None => eprintln!("connected to {}", args.url),
     }
     let (mut reader, writer) = ws.split();
+    let done = writer.clone();
     let binary = args.binary;
     tokio::spawn(async move {
         let mut lines = BufReader::new(tokio::io::stdin()).lines();
@@ -90,6 +91,21 @@ async fn session(args: Args) -> Result<i32, Box<dyn std::error::Error>> {
         }
         let _ = writer.close(CloseCode::NORMAL, "").await;
     });
+    let outcome = print_messages(&mut reader).await;
+    // Let the connection answer the close (or send ours after an error)
+    // and shut down before the process exits; it reads the peer's end of
+    // file once the reader is gone.
+    drop(reader);
+    let _ = tokio::time::timeout(
+        ws_net::Config::default().close_timeout + std::time::Duration::from_secs(3),
+        done.closed(),
+    )
+    .await;
+    outcome
+}
+
+/// Print every message; the exit status once the connection ends.
+async fn print_messages(reader: &mut ws_net::WsReader) -> Result<i32, Box<dyn std::error::Error>> {
     let mut stdout = std::io::stdout();
     while let Some(msg) = reader.recv().await {
         match msg? {

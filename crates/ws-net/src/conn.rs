@@ -51,6 +51,8 @@ pub(crate) struct Inner {
     pub(crate) fatal: Option<Error>,
     /// The driver closed the transport.
     pub(crate) terminated: bool,
+    /// The driver is done: transport shut down and drained.
+    pub(crate) finished: bool,
     /// When bytes last arrived (keepalive).
     pub(crate) last_recv: Instant,
     /// When a data message last went either way (idle timeout).
@@ -175,6 +177,7 @@ impl WebSocket {
                 reader_waker: None,
                 fatal: None,
                 terminated: false,
+                finished: false,
                 last_recv: now,
                 last_data: now,
                 senders: 1,
@@ -253,6 +256,11 @@ impl WebSocket {
     /// Bytes queued and not yet written (like a browser's `bufferedAmount`).
     pub fn buffered_amount(&self) -> usize {
         self.writer.buffered_amount()
+    }
+
+    /// Wait until the connection is over; see [`WsWriter::closed`].
+    pub async fn closed(&self) {
+        self.writer.closed().await
     }
 
     /// The closing-handshake state.
@@ -488,6 +496,26 @@ impl WsWriter {
     /// Bytes queued and not yet written.
     pub fn buffered_amount(&self) -> usize {
         self.shared.lock().buffered()
+    }
+
+    /// Wait until the connection is over: the closing handshake finished,
+    /// failed or timed out, and the transport is shut down. Use it before a
+    /// process exits, so the close frame is not lost. Drop the reader first
+    /// (or keep reading it): the peer's answer must be read for the closing
+    /// handshake to finish before [`Config::close_timeout`].
+    ///
+    /// Cancel-safe.
+    pub async fn closed(&self) {
+        std::future::poll_fn(|cx| {
+            let mut inner = self.shared.lock();
+            if inner.finished {
+                Poll::Ready(())
+            } else {
+                inner.register_sender(cx.waker());
+                Poll::Pending
+            }
+        })
+        .await
     }
 
     fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {

@@ -295,4 +295,7 @@ async fn finish(
         };
         let _ = tokio::time::timeout(LINGER, drain).await;
     }
+    let mut inner = shared.lock();
+    inner.finished = true;
+    inner.wake_all();
 }
