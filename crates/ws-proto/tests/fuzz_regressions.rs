@@ -1,7 +1,8 @@
 //! Regressions found by the fuzz targets in `fuzz/`.
 
+use ws_proto::bytes::Buf;
 use ws_proto::handshake::{parse_request_head, ClientRequest, Limits};
-use ws_proto::HandshakeError;
+use ws_proto::{Config, Connection, HandshakeError, Message, Role, State};
 
 /// handshake_request: a head that passes `max_head_bytes` and is malformed
 /// only after the limit. A server reading it in pieces fails with
@@ -44,5 +45,43 @@ fn response_error_past_the_limit_is_head_too_large_however_it_arrives() {
             Err(HandshakeError::HeadTooLarge { limit: 40 }) => assert!(end > 40),
             other => panic!("prefix of {end} bytes: {other:?}"),
         }
+    }
+}
+
+/// server_connection: a pong held back by the backlog counted in
+/// `buffered_amount` after the connection closed, although it can never be
+/// sent then: `wants_transport_closed` said everything was written while
+/// `buffered_amount` still reported the pong.
+#[test]
+fn held_back_pong_is_not_buffered_once_closed() {
+    // A masked ping with payload "ab", and a masked close without status.
+    let ping = [0x89, 0x82, 1, 2, 3, 4, b'a' ^ 1, b'b' ^ 2];
+    let close = [0x88, 0x80, 1, 2, 3, 4];
+    for end_by_close in [false, true] {
+        let mut config = Config::default();
+        config.pong_backlog_threshold = 2;
+        let mut conn = Connection::new(Role::Server, config);
+        conn.send(Message::binary(vec![0u8; 100])).unwrap();
+        conn.receive_data(&ping);
+        assert!(conn.poll_event().unwrap().is_some());
+        // The pong waits behind the 102 bytes queued, and counts.
+        assert_eq!(conn.buffered_amount(), 102 + 4);
+        if end_by_close {
+            conn.receive_data(&close);
+            assert!(conn.poll_event().unwrap().is_some());
+        } else {
+            conn.receive_eof();
+            assert!(conn.poll_event().is_err());
+        }
+        assert_eq!(conn.state(), State::Closed);
+        let out = conn.transmit();
+        let n = out.remaining();
+        out.advance(n);
+        assert!(conn.wants_transport_closed());
+        assert_eq!(
+            conn.buffered_amount(),
+            0,
+            "closed by close frame: {end_by_close}"
+        );
     }
 }

@@ -277,7 +277,12 @@ impl Connection {
     /// Bytes queued for the transport and not yet written (like a browser's
     /// `bufferedAmount`), including a pong waiting for the backlog to drain.
     pub fn buffered_amount(&self) -> usize {
-        let pong = self.pending_pong.as_ref().map_or(0, |p| {
+        // A waiting pong is only ever sent while Open (`flush_pending_pong`).
+        let pending = self
+            .pending_pong
+            .as_ref()
+            .filter(|_| self.state == State::Open);
+        let pong = pending.map_or(0, |p| {
             let mask = if self.role == Role::Client { 4 } else { 0 };
             2 + mask + p.len()
         });
