@@ -434,8 +434,17 @@ impl Codec {
                 break;
             }
         }
+        // §7.2.1: the data ends with an empty stored block whose last four
+        // bytes are dropped. When zlib had nothing to emit (an empty message
+        // right after a sync flush), that block is built by hand: its header
+        // byte alone, 0x00 (§7.2.3.6).
         if out.ends_with(&TAIL) {
             out.truncate(out.len() - TAIL.len());
+        } else if out.is_empty() {
+            out.push(0x00);
+        } else {
+            self.compressor = None;
+            return None;
         }
         if self.params.local_no_context_takeover {
             self.compressor = None;

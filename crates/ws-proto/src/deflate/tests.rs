@@ -267,3 +267,24 @@ fn empty_message_round_trips() {
     let mut b = Codec::new(negotiated(false, false));
     round_trip(&mut a, &mut b, b"");
 }
+
+
+/// Found by the `deflate` fuzz target: with context takeover, zlib emits
+/// nothing for an empty message right after a sync flush; the payload must
+/// then be 0x00 (RFC 7692 §7.2.3.6), or the receiver's stream desyncs and a
+/// later empty message inflates to garbage.
+#[test]
+fn empty_messages_after_data_keep_the_stream_in_step() {
+    for level in [1, 5, 9] {
+        let mut n = negotiated(false, false);
+        n.level = level;
+        let mut a = Codec::new(n);
+        let mut b = Codec::new(n);
+        for m in [&b"\0\x1d"[..], b"", b"", b"abc", b"", b"abcabcabc"] {
+            round_trip(&mut a, &mut b, m);
+        }
+    }
+    let mut a = Codec::new(negotiated(false, false));
+    a.compress(b"x").unwrap();
+    assert_eq!(&a.compress(b"").unwrap()[..], &[0x00]);
+}
