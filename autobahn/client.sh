@@ -45,6 +45,10 @@ rm -rf "$OUTDIR"
 mkdir -p "$OUTDIR" "$LOGDIR"
 SUITE_LOG="$LOGDIR/client-wstest.log"
 CLIENT_LOG="$LOGDIR/client-ws.log"
+# Empty the logs now: the readiness check greps the suite's log, which must
+# not still hold the line of an earlier run.
+: >"$SUITE_LOG"
+: >"$CLIENT_LOG"
 
 # wstest_loopback.py = wstest with every listener bound to 127.0.0.1;
 # -u 0 = no report web server (stock wstest would open 0.0.0.0:8080).

@@ -69,9 +69,16 @@ wait_for_line() {
     done
 }
 
-# Is HOST:PORT listening? (ss is in iproute2; used as a second readiness check)
+# Is HOST:PORT listening? (ss is in iproute2; used as a second readiness
+# check). Retries for up to 5 s: the launcher announces the bind as it makes
+# it, and a loaded machine may take a moment.
 port_listening() {
-    ss -Hltn "sport = :$2" 2>/dev/null | grep -- "$1:$2" >/dev/null
+    local _
+    for _ in $(seq 1 50); do
+        ss -Hltn "sport = :$2" 2>/dev/null | grep -- "$1:$2" >/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
 }
 
 # Stop a process we started (by PID): SIGTERM, bounded wait, then SIGKILL.

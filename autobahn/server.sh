@@ -42,6 +42,9 @@ rm -rf "$OUTDIR"
 mkdir -p "$OUTDIR" "$LOGDIR"
 TESTEE_LOG="$LOGDIR/server-ws-echo.log"
 WSTEST_LOG="$LOGDIR/server-wstest.log"
+# Empty the log now: the readiness check greps it, and it must not still
+# hold the line of an earlier run.
+: >"$TESTEE_LOG"
 
 say "starting: $WS_BIN echo --listen $HOST:$PORT (log: $TESTEE_LOG)"
 "$WS_BIN" echo --listen "$HOST:$PORT" >"$TESTEE_LOG" 2>&1 &
