@@ -375,10 +375,13 @@ impl Stream for WsReader {
                 this.shared.notify.notify_one();
                 return Poll::Ready(None);
             }
+            // Room for the rest of a frame whose length is known, at once,
+            // so a large frame is not copied again at every buffer growth.
+            let want = inner.core.read_hint().max(READ_RESERVE);
             let mut buf = std::mem::take(inner.core.read_buffer());
             drop(inner);
-            if buf.capacity() - buf.len() < READ_RESERVE / 2 {
-                buf.reserve(READ_RESERVE);
+            if buf.capacity() - buf.len() < want / 2 {
+                buf.reserve(want);
             }
             let result = tokio_util::io::poll_read_buf(io.as_mut(), cx, &mut buf);
             let mut inner = this.shared.lock();

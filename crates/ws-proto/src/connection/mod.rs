@@ -316,6 +316,19 @@ impl Connection {
         &mut self.rbuf
     }
 
+    /// How many more bytes the frame being received still needs, when its
+    /// header has arrived (0 otherwise): an I/O layer can make room for all
+    /// of it at once instead of growing its buffer read by read. Never more
+    /// than [`Config::max_frame_size`].
+    pub fn read_hint(&self) -> usize {
+        match self.frame {
+            Some(f) if !f.discard && self.state != State::Closed => {
+                (f.header.payload_len as usize).saturating_sub(self.rbuf.len())
+            }
+            _ => 0,
+        }
+    }
+
     /// The transport reached end of file: the peer will send nothing more.
     pub fn receive_eof(&mut self) {
         self.eof = true;

@@ -576,3 +576,17 @@ fn prepared_close_reason_is_cut_at_a_character_boundary() {
     let text = std::str::from_utf8(&payload[2..]).expect("whole characters");
     assert_eq!(text, "€".repeat(41));
 }
+
+#[test]
+fn read_hint_tells_the_rest_of_a_frame() {
+    let mut conn = Connection::new(Role::Server, Config::default());
+    assert_eq!(conn.read_hint(), 0);
+    let frame = peer_frame(Role::Server, 0x82, &vec![7u8; 70_000]);
+    conn.receive_data(&frame[..1000]);
+    assert_eq!(conn.poll_event(), Ok(None));
+    // 14 header bytes were consumed; 986 payload bytes are here.
+    assert_eq!(conn.read_hint(), 70_000 - 986);
+    conn.receive_data(&frame[1000..]);
+    assert!(matches!(conn.poll_event(), Ok(Some(_))));
+    assert_eq!(conn.read_hint(), 0);
+}
