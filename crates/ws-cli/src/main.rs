@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod autobahn;
+mod bench;
 mod connect;
 mod echo;
 
@@ -13,7 +14,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "ws",
     version,
-    about = "WebSocket tools: echo server, client, Autobahn testee"
+    about = "WebSocket tools: echo server, client, Autobahn testee, load generator"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -39,6 +40,12 @@ enum Command {
         after_help = "Example:\n  wstest -m fuzzingserver -s autobahn/fuzzingserver.json &\n  ws autobahn-client --url ws://127.0.0.1:9002 --agent ws-rs"
     )]
     AutobahnClient(autobahn::Args),
+    /// Load-test an echo server: closed-loop echo throughput and latency
+    /// (every echo verified), idle connections, or handshakes per second.
+    #[command(
+        after_help = "Example:\n  ws echo --listen 127.0.0.1:9001 &\n  ws bench --url ws://127.0.0.1:9001/ -c 64 -s 1k -d 10 --warmup 2\n  ws bench -c 64 -s 16 -p 16 --json --server-pid \"$(pgrep -nx ws)\"\n  ws bench --mode idle -c 10000 -d 5\n  ws bench --mode handshake -c 16 -d 5"
+    )]
+    Bench(bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +61,7 @@ fn main() -> ExitCode {
         Command::Echo(args) => echo::run(args),
         Command::Connect(args) => connect::run(args),
         Command::AutobahnClient(args) => autobahn::run(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

@@ -1,0 +1,464 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark: `ws echo` against echo servers on tokio-tungstenite,
+# fastwebsockets and tokio-websockets, all driven by `ws bench`.
+#
+#   bash benches/side_by_side/run.sh            # full matrix (~25 min)
+#   QUICK=1 bash benches/side_by_side/run.sh    # smoke test (~2 min)
+#
+# Each server runs alone on a single-threaded runtime pinned to core 0; the
+# load generator is pinned to core 1. For every cell (message size S x
+# connections C x messages in flight P) each server is started fresh and
+# measured RUNS times back to back. `ws bench` verifies every echo, and reads
+# the server's CPU time over the measured window from /proc/PID/stat and its
+# own from /proc/self/stat. Then idle memory per connection and handshakes
+# per second. Results: Markdown on stdout and in results/ (with raw JSON).
+#
+# Settings (environment):
+#   QUICK=1           reduced matrix, 1 s cells, one run, 1000 idle connections
+#   DURATION=10       measured seconds per run      WARMUP=2  warm-up seconds
+#   RUNS=2            runs per cell and server, back to back
+#   SERVERS="ws tungstenite fastwebsockets tokio-websockets"
+#   CELLS="16:1:1 1k:64:1 ..."  override the matrix (size:connections:pipeline)
+#   IDLE_CONNS=10000  IDLE_HOLD=DURATION   (0 skips the idle test)
+#   HS_CONNS=64       concurrent open/close loops   HS_DURATION=DURATION
+#                     (HS_DURATION=0 skips the handshake test)
+#   GEN_BOUND_PCT=90  generator CPU (% of its core) from which a result is
+#                     flagged as limited by the generator
+#   CONTENDED_PCT=5   run-queue wait (% of the window the server or the
+#                     generator was runnable but another process had its
+#                     core) from which a result is flagged as disturbed
+#   PORT=19400        first port tried; the next free one is used
+#   CARGO_TARGET_DIR  for ws-cli (default ~/.cache/ws-target)
+#   PEER_TARGET_DIR   for the peer servers (default ~/.cache/ws-target-bench)
+#   NO_BUILD=1        use the binaries already built
+#
+# Needs: cargo, bash, awk, coreutils (timeout); taskset (util-linux) for
+# pinning, without it everything runs unpinned and the report says so.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+
+QUICK="${QUICK:-0}"
+if [[ "$QUICK" == 1 ]]; then
+    DURATION="${DURATION:-1}"
+    WARMUP="${WARMUP:-0.5}"
+    RUNS="${RUNS:-1}"
+    IDLE_CONNS="${IDLE_CONNS:-1000}"
+    DEFAULT_CELLS="16:1:1 16:64:1 1k:64:1 64k:64:1 1m:1:1 16:64:16"
+else
+    DURATION="${DURATION:-10}"
+    WARMUP="${WARMUP:-2}"
+    RUNS="${RUNS:-2}"
+    IDLE_CONNS="${IDLE_CONNS:-10000}"
+    DEFAULT_CELLS=""
+    for s in 16 1k 64k 1m; do
+        for c in 1 64 512; do
+            [[ "$s" == 1m && "$c" == 512 ]] && continue
+            DEFAULT_CELLS+="$s:$c:1 "
+        done
+    done
+    DEFAULT_CELLS+="16:64:16"
+fi
+CELLS="${CELLS:-$DEFAULT_CELLS}"
+IDLE_HOLD="${IDLE_HOLD:-$DURATION}"
+HS_CONNS="${HS_CONNS:-64}"
+HS_DURATION="${HS_DURATION:-$DURATION}"
+GEN_BOUND_PCT="${GEN_BOUND_PCT:-90}"
+CONTENDED_PCT="${CONTENDED_PCT:-5}"
+SERVERS="${SERVERS:-ws tungstenite fastwebsockets tokio-websockets}"
+PORT="${PORT:-19400}"
+WS_TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/ws-target}"
+PEER_TARGET="${PEER_TARGET_DIR:-$HOME/.cache/ws-target-bench}"
+WS_BIN="$WS_TARGET/release/ws"
+PEER_BIN="$PEER_TARGET/release"
+
+log() { printf '%s\n' "$*" >&2; }
+die() { log "run.sh: $*"; exit 1; }
+
+# --- build ------------------------------------------------------------------
+
+BUILD_NOTE="not rebuilt (NO_BUILD=1)"
+if [[ "${NO_BUILD:-0}" != 1 ]]; then
+    log "building ws-cli (release) in $ROOT"
+    t0=$SECONDS
+    (cd "$ROOT" && CARGO_TARGET_DIR="$WS_TARGET" cargo build --release -p ws-cli) ||
+        die "building ws-cli failed"
+    t1=$SECONDS
+    log "building the peer servers (release) in $HERE"
+    (cd "$HERE" && CARGO_TARGET_DIR="$PEER_TARGET" cargo build --release) ||
+        die "building the peer servers failed"
+    t2=$SECONDS
+    BUILD_NOTE="ws-cli $((t1 - t0)) s, peers $((t2 - t1)) s (incremental)"
+fi
+[[ -x "$WS_BIN" ]] || die "$WS_BIN not found: build it or unset NO_BUILD"
+
+server_cmd() {
+    case "$1" in
+        ws) echo "$WS_BIN echo --threads 1 --listen" ;;
+        tungstenite) echo "$PEER_BIN/tungstenite-echo --listen" ;;
+        fastwebsockets) echo "$PEER_BIN/fastwebsockets-echo --listen" ;;
+        tokio-websockets) echo "$PEER_BIN/tokio-websockets-echo --listen" ;;
+        *) die "unknown server $1 (ws, tungstenite, fastwebsockets, tokio-websockets)" ;;
+    esac
+}
+for s in $SERVERS; do
+    bin="$(server_cmd "$s")"
+    [[ -x "${bin%% *}" ]] || die "${bin%% *} not found"
+done
+
+# --- pinning, limits ----------------------------------------------------------
+
+PIN_SERVER=()
+PIN_BENCH=()
+if command -v taskset >/dev/null && [[ "$(nproc --all 2>/dev/null || echo 1)" -ge 2 ]]; then
+    PIN_SERVER=(taskset -c 0)
+    PIN_BENCH=(taskset -c 1)
+    PIN_NOTE="server on core 0, generator on core 1 (taskset)"
+else
+    PIN_NOTE="UNPINNED: taskset missing or fewer than 2 cores; server and generator share CPUs"
+    log "run.sh: warning: $PIN_NOTE"
+fi
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [[ "$IDLE_CONNS" -gt 0 && "$(ulimit -n)" != unlimited && "$(ulimit -n)" -lt $((IDLE_CONNS + 256)) ]]; then
+    log "run.sh: warning: open-file limit $(ulimit -n) is below $((IDLE_CONNS + 256)); the idle test may fail (raise ulimit -Hn)"
+fi
+
+STAMP="$(date -u +%Y%m%d-%H%M%S)"
+RESULTS="$HERE/results"
+mkdir -p "$RESULTS"
+RAW="$RESULTS/$STAMP.jsonl"
+REPORT="$RESULTS/$STAMP.md"
+WORK="$(mktemp -d)"
+# Run copies of the binaries: the target directories are shared, and a
+# rebuild during the run must not swap a binary between cells.
+mkdir -p "$WORK/bin"
+cp "$WS_BIN" "$WORK/bin/ws"
+for s in $SERVERS; do
+    bin="$(server_cmd "$s")"
+    bin="${bin%% *}"
+    [[ "$bin" == "$WS_BIN" ]] || cp "$bin" "$WORK/bin/"
+done
+WS_BIN="$WORK/bin/ws"
+PEER_BIN="$WORK/bin"
+SERVER_PID=""
+SERVER_URL=""
+NEXT_PORT="$PORT"
+
+cleanup() {
+    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Start server $1 on the next free port: sets SERVER_PID and SERVER_URL.
+start_server() {
+    local name="$1" cmd attempt port
+    read -r -a cmd <<<"$(server_cmd "$name")"
+    for attempt in $(seq 1 50); do
+        port="$NEXT_PORT"
+        NEXT_PORT=$((NEXT_PORT + 1))
+        [[ "$NEXT_PORT" -ge $((PORT + 500)) ]] && NEXT_PORT="$PORT"
+        : >"$WORK/server.log"
+        "${PIN_SERVER[@]}" "${cmd[@]}" "127.0.0.1:$port" >"$WORK/server.log" 2>&1 &
+        SERVER_PID=$!
+        for _ in $(seq 1 100); do
+            grep -q '^listening on' "$WORK/server.log" && break
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.05
+        done
+        if grep -q '^listening on' "$WORK/server.log"; then
+            SERVER_URL="ws://127.0.0.1:$port/"
+            return 0
+        fi
+        kill -KILL "$SERVER_PID" 2>/dev/null || true
+        wait "$SERVER_PID" 2>/dev/null || true
+        SERVER_PID=""
+        grep -qi 'in use' "$WORK/server.log" || {
+            cat "$WORK/server.log" >&2
+            die "$name did not start"
+        }
+    done
+    die "no free port from $PORT"
+}
+
+stop_server() {
+    [[ -n "$SERVER_PID" ]] || return 0
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    # ws echo gives open connections up to 11 s to close; none should be open.
+    for _ in $(seq 1 150); do
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+}
+
+# A field of the flat JSON object `ws bench --json` prints.
+jget() { sed -n "s/.*\"$2\":\\(\"[^\"]*\"\\|[^,}]*\\).*/\\1/p" <<<"$1" | tr -d '"'; }
+
+# Run `ws bench` against the running server; prints its JSON line, or
+# nothing (and the error on stderr) if it failed.
+bench() {
+    local limit
+    limit=$(awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { printf "%d", d + w + 90 }')
+    if timeout "$limit" "${PIN_BENCH[@]}" "$WS_BIN" bench --url "$SERVER_URL" --json \
+        --server-pid "$SERVER_PID" "$@" >"$WORK/bench.out" 2>"$WORK/bench.err"; then
+        tail -n 1 "$WORK/bench.out"
+    else
+        grep -v '^ws bench: [a-z]*, ' "$WORK/bench.err" | tail -n 3 >&2 || true
+        # A failed idle run still reports what it measured.
+        grep '^{' "$WORK/bench.out" | tail -n 1 || true
+    fi
+}
+
+# Numbers for the table.
+fmt_rate() { awk -v v="$1" 'BEGIN { if (v == "") print "—"; else if (v >= 1e6) printf "%.2fM", v / 1e6; else if (v >= 1e3) printf "%.1fk", v / 1e3; else printf "%.0f", v }'; }
+fmt_num() { awk -v v="$1" 'BEGIN { if (v == "" || v == "null") print "?"; else if (v >= 100) printf "%.0f", v; else printf "%.2f", v }'; }
+fmt_pct() { awk -v v="$1" 'BEGIN { if (v == "" || v == "null") print "?"; else printf "%.0f%%", v }'; }
+mean() { awk '{ s += $1; n++ } END { if (n) printf "%.6g", s / n }'; }
+max_of() { awk 'n == 0 || $1 > m { m = $1; n = 1 } END { if (n) print m }'; }
+
+declare -A RATE CPU GEN WAIT SPREAD FAILED
+ANY_FAIL=0
+LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
+START_TIME=$SECONDS
+
+# --- the matrix ----------------------------------------------------------------
+
+n_cells=$(wc -w <<<"$CELLS")
+n_servers=$(wc -w <<<"$SERVERS")
+step=0
+for cell in $CELLS; do
+    IFS=: read -r size conns pipe <<<"$cell"
+    for server in $SERVERS; do
+        step=$((step + 1))
+        start_server "$server"
+        rates=""
+        cpus=""
+        gens=""
+        waits=""
+        for run in $(seq 1 "$RUNS"); do
+            json="$(bench -s "$size" -c "$conns" -p "$pipe" -d "$DURATION" --warmup "$WARMUP")"
+            if [[ -z "$json" || "$(jget "$json" ok)" != true ]]; then
+                log "[$step/$((n_cells * n_servers))] $server S=$size C=$conns P=$pipe run $run: FAILED"
+                FAILED["$cell|$server"]=1
+                ANY_FAIL=1
+                continue
+            fi
+            printf '{"cell":"%s","server":"%s","run":%d,"result":%s}\n' \
+                "$cell" "$server" "$run" "$json" >>"$RAW"
+            r="$(jget "$json" msgs_per_s)"
+            rates+="$r"$'\n'
+            cpus+="$(jget "$json" server_cpu_us_per_op)"$'\n'
+            gens+="$(jget "$json" gen_cpu_pct)"$'\n'
+            waits+="$(jget "$json" server_runq_wait_pct)"$'\n'"$(jget "$json" gen_runq_wait_pct)"$'\n'
+            log "[$step/$((n_cells * n_servers))] $server S=$size C=$conns P=$pipe run $run: $(fmt_rate "$r") msg/s, server $(fmt_num "$(jget "$json" server_cpu_us_per_op)") µs/msg, CPU server $(fmt_pct "$(jget "$json" server_cpu_pct)") generator $(fmt_pct "$(jget "$json" gen_cpu_pct)"), waiting for a CPU: server $(fmt_pct "$(jget "$json" server_runq_wait_pct)") generator $(fmt_pct "$(jget "$json" gen_runq_wait_pct)")"
+        done
+        stop_server
+        if [[ -n "$rates" ]]; then
+            RATE["$cell|$server"]="$(grep . <<<"$rates" | mean)"
+            CPU["$cell|$server"]="$(grep -v '^null$' <<<"$cpus" | grep . | mean || true)"
+            GEN["$cell|$server"]="$(grep -v '^null$' <<<"$gens" | grep . | max_of || true)"
+            WAIT["$cell|$server"]="$(grep -v '^null$' <<<"$waits" | grep . | max_of || true)"
+            SPREAD["$cell|$server"]="$(grep . <<<"$rates" | awk '{ v[n++] = $1; s += $1 } END { lo = v[0]; hi = v[0]; for (i in v) { if (v[i] < lo) lo = v[i]; if (v[i] > hi) hi = v[i] } if (s > 0) printf "%.1f", (hi - lo) / (s / n) * 100 }')"
+        fi
+    done
+done
+
+# --- idle memory ------------------------------------------------------------------
+
+declare -A IDLE_OPEN IDLE_BEFORE IDLE_HELD IDLE_PER
+if [[ "$IDLE_CONNS" -gt 0 ]]; then
+    for server in $SERVERS; do
+        start_server "$server"
+        json="$(bench --mode idle -c "$IDLE_CONNS" -d "$IDLE_HOLD" -s 16)"
+        stop_server
+        if [[ -z "$json" ]]; then
+            log "idle $server: FAILED"
+            ANY_FAIL=1
+            continue
+        fi
+        printf '{"cell":"idle","server":"%s","run":1,"result":%s}\n' "$server" "$json" >>"$RAW"
+        IDLE_OPEN[$server]="$(jget "$json" open)"
+        IDLE_BEFORE[$server]="$(jget "$json" server_rss_before_kb)"
+        IDLE_HELD[$server]="$(jget "$json" server_rss_held_kb)"
+        IDLE_PER[$server]="$(jget "$json" server_bytes_per_conn)"
+        [[ "$(jget "$json" ok)" == true ]] || ANY_FAIL=1
+        log "idle $server: ${IDLE_OPEN[$server]}/$IDLE_CONNS open, ${IDLE_PER[$server]} bytes per connection"
+    done
+fi
+
+# --- handshakes -----------------------------------------------------------------------
+
+declare -A HS_RATE HS_CPU HS_GEN HS_WAIT
+if [[ "$HS_DURATION" != 0 ]]; then
+    for server in $SERVERS; do
+        start_server "$server"
+        rates=""
+        cpus=""
+        gens=""
+        waits=""
+        for run in $(seq 1 "$RUNS"); do
+            json="$(bench --mode handshake -c "$HS_CONNS" -d "$HS_DURATION" --warmup "$WARMUP")"
+            if [[ -z "$json" || "$(jget "$json" ok)" != true ]]; then
+                log "handshake $server run $run: FAILED"
+                ANY_FAIL=1
+                continue
+            fi
+            printf '{"cell":"handshake","server":"%s","run":%d,"result":%s}\n' "$server" "$run" "$json" >>"$RAW"
+            rates+="$(jget "$json" handshakes_per_s)"$'\n'
+            cpus+="$(jget "$json" server_cpu_us_per_op)"$'\n'
+            gens+="$(jget "$json" gen_cpu_pct)"$'\n'
+            waits+="$(jget "$json" server_runq_wait_pct)"$'\n'"$(jget "$json" gen_runq_wait_pct)"$'\n'
+            log "handshake $server run $run: $(fmt_rate "$(jget "$json" handshakes_per_s)")/s, server $(fmt_num "$(jget "$json" server_cpu_us_per_op)") µs/handshake, CPU server $(fmt_pct "$(jget "$json" server_cpu_pct)") generator $(fmt_pct "$(jget "$json" gen_cpu_pct)"), waiting for a CPU: server $(fmt_pct "$(jget "$json" server_runq_wait_pct)") generator $(fmt_pct "$(jget "$json" gen_runq_wait_pct)")"
+        done
+        stop_server
+        if [[ -n "$rates" ]]; then
+            HS_RATE[$server]="$(grep . <<<"$rates" | mean)"
+            HS_CPU[$server]="$(grep -v '^null$' <<<"$cpus" | grep . | mean || true)"
+            HS_GEN[$server]="$(grep -v '^null$' <<<"$gens" | grep . | max_of || true)"
+            HS_WAIT[$server]="$(grep -v '^null$' <<<"$waits" | grep . | max_of || true)"
+        fi
+    done
+fi
+
+# --- report ------------------------------------------------------------------------------
+
+peer_versions() {
+    local lock="$HERE/Cargo.lock"
+    [[ -f "$lock" ]] || return 0
+    for c in tokio-tungstenite fastwebsockets tokio-websockets tokio; do
+        v="$(awk -v n="$c" '$0 == "name = \"" n "\"" { getline; gsub(/version = |"/, ""); print; exit }' "$lock")"
+        printf '%s %s, ' "$c" "$v"
+    done | sed 's/, $//'
+}
+
+is_gen_bound() { awk -v g="${1:-0}" -v t="$GEN_BOUND_PCT" 'BEGIN { exit !(g >= t) }'; }
+is_contended() { awk -v w="${1:-0}" -v t="$CONTENDED_PCT" 'BEGIN { exit !(w >= t) }'; }
+CONTENDED_CELLS=0
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "—"; else printf "%.2f×", a / b }'; }
+
+{
+    echo "# ws side-by-side benchmark, $STAMP"
+    echo
+    echo "- machine: $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2 | sed 's/^ //' || echo '?'), $(nproc --all 2>/dev/null || echo '?') CPUs, Linux $(uname -r)"
+    echo "- ws at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- crates 2>/dev/null || echo ' + uncommitted changes'); $(rustc --version 2>/dev/null || echo 'rustc ?'); peers: $(peer_versions)"
+    echo "- $PIN_NOTE; every server single-threaded, TCP_NODELAY, backlog 1024"
+    echo "- ${DURATION} s measured after ${WARMUP} s warm-up, $RUNS run(s) per cell back to back, fresh server per cell; binary messages; every echo verified"
+    echo "- build: $BUILD_NOTE; load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?'); wall time $((SECONDS - START_TIME)) s"
+    echo
+    echo "## Echo throughput (msgs/s, mean of runs)"
+    echo
+    header="| S | C | P |"
+    rule="|---:|---:|---:|"
+    for s in $SERVERS; do
+        header+=" $s |"
+        rule+="---:|"
+    done
+    if [[ " $SERVERS " == *" ws "* ]]; then
+        for s in $SERVERS; do
+            [[ "$s" == ws ]] && continue
+            header+=" ws / $s |"
+            rule+="---:|"
+        done
+    fi
+    header+=" server CPU µs/msg ($(tr ' ' '/' <<<"$SERVERS")) | spread |"
+    rule+="---|---:|"
+    echo "$header"
+    echo "$rule"
+    for cell in $CELLS; do
+        IFS=: read -r size conns pipe <<<"$cell"
+        row="| $size | $conns | $pipe |"
+        cpu_cells=""
+        spread=0
+        for s in $SERVERS; do
+            if [[ -n "${FAILED[$cell|$s]:-}" && -z "${RATE[$cell|$s]:-}" ]]; then
+                row+=" FAIL |"
+            else
+                v="$(fmt_rate "${RATE[$cell|$s]:-}")"
+                [[ -n "${FAILED[$cell|$s]:-}" ]] && v+=" (a run failed)"
+                is_gen_bound "${GEN[$cell|$s]:-}" && v+=" †"
+                if is_contended "${WAIT[$cell|$s]:-}"; then
+                    v+=" ‡"
+                    CONTENDED_CELLS=$((CONTENDED_CELLS + 1))
+                fi
+                row+=" $v |"
+            fi
+            c="${CPU[$cell|$s]:-}"
+            cpu_cells+="$(awk -v c="$c" 'BEGIN { if (c == "") print "—"; else if (c >= 100) printf "%.0f", c; else printf "%.2f", c }') / "
+            spread="$(awk -v a="$spread" -v b="${SPREAD[$cell|$s]:-0}" 'BEGIN { print (b > a ? b : a) }')"
+        done
+        if [[ " $SERVERS " == *" ws "* ]]; then
+            for s in $SERVERS; do
+                [[ "$s" == ws ]] && continue
+                row+=" $(ratio "${RATE[$cell|ws]:-}" "${RATE[$cell|$s]:-}") |"
+            done
+        fi
+        [[ "$RUNS" -gt 1 ]] && spread+="%" || spread="—"
+        row+=" ${cpu_cells% / } | $spread |"
+        echo "$row"
+    done
+    echo
+    echo "S = message size, C = connections, P = messages in flight per connection."
+    echo "ws / peer > 1 means ws echoed more messages per second. Server CPU is"
+    echo "user + system time of the server process over the measured window"
+    echo "divided by the messages echoed. † = the generator used ≥ ${GEN_BOUND_PCT}% of its"
+    echo "core in a run: the number may be limited by the generator, not the"
+    echo "server (compare server CPU per message instead). ‡ = the server or"
+    echo "the generator spent ≥ ${CONTENDED_PCT}% of the window runnable but waiting for"
+    echo "its core (another process was using it): throughput is disturbed,"
+    echo "server CPU per message much less so. spread = largest difference"
+    echo "between runs of one server, relative to their mean."
+    if [[ "$IDLE_CONNS" -gt 0 ]]; then
+        echo
+        echo "## Idle connections ($IDLE_CONNS, held ${IDLE_HOLD} s)"
+        echo
+        echo "| server | open | server RSS before | holding | per connection |"
+        echo "|---|---:|---:|---:|---:|"
+        for s in $SERVERS; do
+            per="${IDLE_PER[$s]:-}"
+            per="$(awk -v p="$per" 'BEGIN { if (p == "" || p == "null") print "—"; else printf "%.1f KiB", p / 1024 }')"
+            echo "| $s | ${IDLE_OPEN[$s]:-FAIL} | ${IDLE_BEFORE[$s]:-—} KiB | ${IDLE_HELD[$s]:-—} KiB | $per |"
+        done
+        echo
+        echo "Per connection = (VmRSS holding − VmRSS before) / open connections, after one 16-byte echo each."
+    fi
+    if [[ "$HS_DURATION" != 0 ]]; then
+        echo
+        echo "## Handshakes ($HS_CONNS concurrent open/close loops, ${HS_DURATION} s)"
+        echo
+        echo "| server | handshakes/s | ws / server | server CPU µs/handshake | generator CPU |"
+        echo "|---|---:|---:|---:|---:|"
+        for s in $SERVERS; do
+            g="${HS_GEN[$s]:-}"
+            flag=""
+            is_gen_bound "$g" && flag+=" †"
+            is_contended "${HS_WAIT[$s]:-}" && flag+=" ‡"
+            echo "| $s | $(fmt_rate "${HS_RATE[$s]:-}")$flag | $(ratio "${HS_RATE[ws]:-}" "${HS_RATE[$s]:-}") | $(awk -v c="${HS_CPU[$s]:-}" 'BEGIN { if (c == "") print "—"; else printf "%.1f", c }') | $(fmt_pct "$g") |"
+        done
+        echo
+        echo "A handshake = TCP connect + opening handshake + closing handshake."
+    fi
+    if [[ "$CONTENDED_CELLS" -gt 0 ]]; then
+        echo
+        echo "**The machine was busy**: $CONTENDED_CELLS echo results are marked ‡. Rerun on"
+        echo "an otherwise idle machine for throughput numbers."
+    fi
+    if [[ "$ANY_FAIL" == 1 ]]; then
+        echo
+        echo "**Some runs failed** (a failed echo run means a verification error, a"
+        echo "lost connection or a missing echo; see the log on stderr)."
+    fi
+    echo
+    echo "Raw results: results/$STAMP.jsonl"
+} | tee "$REPORT"
+
+log "report: $REPORT"
+exit "$ANY_FAIL"
