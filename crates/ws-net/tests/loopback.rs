@@ -438,7 +438,9 @@ async fn closed_resolves_after_the_close_reply_is_delivered() {
     let (l, addr) = listener().await;
     let server = tokio::spawn(async move {
         let (tcp, _) = l.accept().await.unwrap();
-        let mut ws = ws_net::server::accept(tcp, Config::default()).await.unwrap();
+        let mut ws = ws_net::server::accept(tcp, Config::default())
+            .await
+            .unwrap();
         ws.close(CloseCode::GOING_AWAY, "bye").await.unwrap();
         // The client's reply arrives as the end of our closing handshake.
         let reply = next_message(&mut ws).await;
@@ -446,11 +448,18 @@ async fn closed_resolves_after_the_close_reply_is_delivered() {
     });
     let (ws, _) = within(ws_net::connect(&url(addr))).await.unwrap();
     let (mut reader, writer) = ws.split();
-    assert!(matches!(within(reader.recv()).await, Some(Ok(Message::Close(Some(_))))));
+    assert!(matches!(
+        within(reader.recv()).await,
+        Some(Ok(Message::Close(Some(_))))
+    ));
     drop(reader);
     let start = std::time::Instant::now();
     within(writer.closed()).await;
-    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
     let (reply, info) = within(server).await.unwrap();
     assert!(matches!(reply, Some(Message::Close(Some(f))) if f.code == CloseCode::GOING_AWAY));
     assert_eq!(info.initiator, Some(ws_proto::Side::Local));
