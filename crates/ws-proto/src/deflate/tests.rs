@@ -268,7 +268,6 @@ fn empty_message_round_trips() {
     round_trip(&mut a, &mut b, b"");
 }
 
-
 /// Found by the `deflate` fuzz target: with context takeover, zlib emits
 /// nothing for an empty message right after a sync flush; the payload must
 /// then be 0x00 (RFC 7692 §7.2.3.6), or the receiver's stream desyncs and a
