@@ -623,15 +623,20 @@ test('connect/binary-lines', async () => {
 });
 
 test('connect/deflate-capable-server', async () => {
-  // The server accepts permessage-deflate if offered. `ws connect` offers
-  // nothing today; whatever it offers, the echoes must come back intact.
-  let ext;
-  const srv = await nodeServer((ws, req) => { ext = req.headers['sec-websocket-extensions']; echoOn(ws); },
-    { perMessageDeflate: { threshold: 0 } });
+  // `ws connect` offers permessage-deflate and Node's ws accepts it; the
+  // echoes come back intact through both codecs.
+  let ext, negotiated;
+  const srv = await nodeServer((ws, req) => {
+    ext = req.headers['sec-websocket-extensions'];
+    negotiated = ws.extensions;
+    echoOn(ws);
+  }, { perMessageDeflate: { threshold: 0 } });
   const lines = ['plain', 'a'.repeat(50000), compressibleText(20000), ...UNICODE_SAMPLES.slice(0, 3)];
   const r = await runClient(srv.url, { lines });
   srv.check();
-  process.stderr.write(`# ws connect offered extensions: ${JSON.stringify(ext ?? null)}\n`);
+  process.stderr.write(`# ws connect offered ${JSON.stringify(ext ?? null)}, negotiated ${JSON.stringify(negotiated ?? null)}\n`);
+  expect(typeof ext === 'string' && ext.includes('permessage-deflate'), `ws connect did not offer deflate: ${ext}`);
+  expect(typeof negotiated === 'string' && negotiated.includes('permessage-deflate'), `deflate not negotiated: ${negotiated}`);
   expectLines(r.out, lines);
   expectStatus(r);
 });

@@ -380,6 +380,8 @@ async def _():
             ext = check_extensions(ws)
             print(f"# ws echo answered the deflate offer with {ext or 'no extension'}", file=sys.stderr, flush=True)
             expect(ws.response.status_code == 101, f"status {ws.response.status_code}")
+            # ws echo accepts permessage-deflate: it must be in use here.
+            expect(any("permessage-deflate" in v for v in ext), f"ws echo did not accept deflate: {ext!r}")
             await roundtrip(ws, "a" * 10000)
             await roundtrip(ws, payload("random", "binary", 65536))
             await close_normally(ws)
@@ -737,20 +739,40 @@ async def _():
 
 @test("connect/deflate-capable-server")
 async def _():
-    # The server accepts permessage-deflate if offered. `ws connect` offers
-    # nothing today; whatever it offers, the echoes must come back intact.
+    # `ws connect` offers permessage-deflate; websockets accepts it, and the
+    # echoes (compressible and not) come back intact through both codecs.
+    offers, answers = [], []
+
+    async def handler(ws):
+        offers.append(ws.request.headers.get("Sec-WebSocket-Extensions"))
+        answers.append(ws.response.headers.get("Sec-WebSocket-Extensions"))
+        await echo_handler(ws)
+
+    lines = ["plain", "a" * 50000, compressible_text(20000), rand_text(30000, random.Random(5))] + UNICODE_SAMPLES[:3]
+    async with PyServer(handler, compression="deflate") as srv:
+        rc, out, err = await run_client(srv.url, lines)
+        srv.check()
+    print(f"# ws connect offered {offers[0] if offers else None!r}, answer {answers[0] if answers else None!r}",
+          file=sys.stderr, flush=True)
+    expect(offers and offers[0] and "permessage-deflate" in offers[0], f"ws connect did not offer deflate: {offers!r}")
+    expect(answers and answers[0] and "permessage-deflate" in answers[0], f"deflate was not negotiated: {answers!r}")
+    expect_lines(out, lines)
+    expect(rc == 0, f"exit status {rc}, stderr {err.strip()!r}")
+
+
+@test("connect/no-deflate-flag")
+async def _():
     offers = []
 
     async def handler(ws):
         offers.append(ws.request.headers.get("Sec-WebSocket-Extensions"))
         await echo_handler(ws)
 
-    lines = ["plain", "a" * 50000, compressible_text(20000)] + UNICODE_SAMPLES[:3]
     async with PyServer(handler, compression="deflate") as srv:
-        rc, out, err = await run_client(srv.url, lines)
+        rc, out, err = await run_client(srv.url, ["x" * 1000], ["--no-deflate"])
         srv.check()
-    print(f"# ws connect offered extensions: {offers[0] if offers else None!r}", file=sys.stderr, flush=True)
-    expect_lines(out, lines)
+    expect(offers == [None], f"--no-deflate still offered {offers!r}")
+    expect_lines(out, ["x" * 1000])
     expect(rc == 0, f"exit status {rc}, stderr {err.strip()!r}")
 
 

@@ -26,6 +26,9 @@ pub struct Args {
     /// Accept any TLS certificate (testing only).
     #[arg(long)]
     insecure: bool,
+    /// Do not offer permessage-deflate (offered by default).
+    #[arg(long)]
+    no_deflate: bool,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -69,10 +72,18 @@ async fn session(args: Args) -> Result<i32, Box<dyn std::error::Error>> {
     if args.insecure {
         builder = builder.danger_accept_invalid_certs(true);
     }
+    if !args.no_deflate {
+        let mut config = ws_net::Config::default();
+        config.deflate = Some(Default::default());
+        builder = builder.config(config);
+    }
     let (ws, response) = builder.connect().await?;
     match response.protocol() {
         Some(p) => eprintln!("connected to {} (subprotocol {p})", args.url),
         None => eprintln!("connected to {}", args.url),
+    }
+    if let Some(ext) = response.extensions().and_then(|v| v.to_str().ok()) {
+        eprintln!("extensions: {ext}");
     }
     let (mut reader, writer) = ws.split();
     let done = writer.clone();
