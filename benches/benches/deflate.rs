@@ -20,7 +20,7 @@ fn json(i: usize) -> String {
         40_000 + (i * 7919) % 5000,
         i % 100,
         (i * 31) % 1000,
-        if i % 3 == 0 { "buy" } else { "sell" },
+        if i.is_multiple_of(3) { "buy" } else { "sell" },
         1_700_000_000_000u64 + i as u64 * 13
     )
 }
