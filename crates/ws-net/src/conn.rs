@@ -312,6 +312,18 @@ impl Sink<Message> for WebSocket {
 /// Dropping it hands its half of the transport to the driver task, which
 /// keeps answering pings and completes the close handshake, discarding data
 /// messages.
+///
+/// ```no_run
+/// # async fn demo(ws: ws_net::WebSocket) {
+/// let (mut reader, writer) = ws.split();
+/// tokio::spawn(async move {
+///     while let Some(Ok(msg)) = reader.recv().await {
+///         println!("got {msg:?}");
+///     }
+/// });
+/// writer.send(ws_net::Message::text("from another task")).await.unwrap();
+/// # }
+/// ```
 pub struct WsReader {
     shared: Arc<Shared>,
     io: Option<BoxRead>,
@@ -429,6 +441,17 @@ impl Drop for WsReader {
 
 /// The sending half of a [`WebSocket`]: a [`Sink`] of messages. Clone it to
 /// send from many tasks; messages from one handle keep their order.
+///
+/// ```no_run
+/// # async fn demo(ws: ws_net::WebSocket) {
+/// let (_reader, writer) = ws.split();
+/// for i in 0..4 {
+///     let w = writer.clone();
+///     tokio::spawn(async move { w.send(ws_net::Message::text(format!("task {i}"))).await });
+/// }
+/// println!("{} bytes waiting", writer.buffered_amount());
+/// # }
+/// ```
 pub struct WsWriter {
     shared: Arc<Shared>,
 }

@@ -8,6 +8,18 @@ use ws_proto::{HandshakeError, ProtocolError};
 ///
 /// A clean close is not an error: the message stream ends after yielding
 /// the peer's close frame.
+///
+/// ```no_run
+/// # async fn demo() {
+/// match ws_net::connect("ws://127.0.0.1:9001/").await {
+///     Ok((ws, _)) => drop(ws),
+///     Err(ws_net::Error::Refused { status, body, .. }) => {
+///         eprintln!("refused with {status}: {}", String::from_utf8_lossy(&body))
+///     }
+///     Err(e) => eprintln!("failed: {e}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

@@ -68,6 +68,14 @@ impl Default for DeflateConfig {
 }
 
 /// The agreed parameters of one connection, from our side.
+///
+/// ```
+/// use ws_proto::deflate::{server_negotiate, DeflateConfig};
+/// let (_, agreed) = server_negotiate(["permessage-deflate; server_no_context_takeover"], &DeflateConfig::default()).unwrap();
+/// assert!(agreed.local_no_context_takeover);
+/// let mut conn = ws_proto::Connection::new(ws_proto::Role::Server, Default::default());
+/// conn.set_deflate(agreed);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Negotiated {
     /// We reset our compressor after each message.

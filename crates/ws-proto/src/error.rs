@@ -14,6 +14,15 @@ use crate::frame::CloseCode;
 
 /// The peer broke a rule of RFC 6455 (or a limit of ours) on an open
 /// connection. The connection fails with [`close_code`](Self::close_code).
+///
+/// ```
+/// use ws_proto::{CloseCode, Connection, ProtocolError, Role};
+/// let mut server = Connection::new(Role::Server, Default::default());
+/// server.receive_data(&[0x81, 0x01, b'x']); // unmasked: clients must mask
+/// let err = server.poll_event().unwrap_err();
+/// assert_eq!(err, ProtocolError::UnmaskedFrame);
+/// assert_eq!(err.close_code(), CloseCode::PROTOCOL_ERROR);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ProtocolError {
@@ -118,6 +127,15 @@ impl ProtocolError {
 }
 
 /// The opening handshake failed (§4).
+///
+/// ```
+/// use ws_proto::handshake::{parse_request_head, Limits, UpgradeRequest};
+/// let (head, _) = parse_request_head(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", &Limits::default())
+///     .unwrap()
+///     .unwrap();
+/// let err = UpgradeRequest::from_http(&head).unwrap_err();
+/// assert_eq!(err.status(), 400); // a plain GET, not an upgrade
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum HandshakeError {
@@ -200,6 +218,13 @@ impl HandshakeError {
 }
 
 /// A message that cannot be sent now.
+///
+/// ```
+/// use ws_proto::{Connection, Message, Role, SendError};
+/// let mut conn = Connection::new(Role::Server, Default::default());
+/// conn.close(None).unwrap();
+/// assert_eq!(conn.send(Message::text("late")), Err(SendError::Closed));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SendError {
@@ -224,6 +249,11 @@ pub enum SendError {
 }
 
 /// Any error of this crate.
+///
+/// ```
+/// let e: ws_proto::Error = ws_proto::SendError::Closed.into();
+/// assert_eq!(e.to_string(), "the connection is closing or closed");
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {

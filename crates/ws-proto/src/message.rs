@@ -145,6 +145,12 @@ impl From<Vec<u8>> for Message {
 }
 
 /// The type of a data message.
+///
+/// ```
+/// use ws_proto::{DataKind, Fragment};
+/// let piece = Fragment { kind: DataKind::Text, data: "he".into(), fin: false };
+/// assert_eq!(piece.kind, DataKind::Text);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DataKind {
     /// UTF-8 text.

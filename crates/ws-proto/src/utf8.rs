@@ -11,6 +11,11 @@ use std::ops::Deref;
 use bytes::Bytes;
 
 /// The payload was not valid UTF-8.
+///
+/// ```
+/// let mut v = ws_proto::utf8::Utf8Validator::default();
+/// assert_eq!(v.feed(&[0xff]), Err(ws_proto::utf8::InvalidUtf8));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("invalid UTF-8")]
 pub struct InvalidUtf8;

@@ -17,6 +17,14 @@ use crate::utf8::{Utf8Bytes, Utf8Validator};
 
 /// Which end of the connection we are. Clients mask what they send and
 /// expect unmasked frames; servers the reverse (§5.1).
+///
+/// ```
+/// use bytes::Buf;
+/// use ws_proto::{Connection, Message, Role};
+/// let mut client = Connection::new(Role::Client, Default::default());
+/// client.send(Message::text("hi")).unwrap();
+/// assert_eq!(client.transmit().chunk()[1] & 0x80, 0x80); // masked
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
     /// The end that sent the opening handshake request.
@@ -26,6 +34,14 @@ pub enum Role {
 }
 
 /// The closing-handshake state (§7).
+///
+/// ```
+/// use ws_proto::{CloseCode, CloseFrame, Connection, Role, State};
+/// let mut conn = Connection::new(Role::Server, Default::default());
+/// assert_eq!(conn.state(), State::Open);
+/// conn.close(Some(CloseFrame::new(CloseCode::NORMAL, "bye"))).unwrap();
+/// assert_eq!(conn.state(), State::Closing);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum State {
     /// Messages flow both ways.
@@ -39,6 +55,13 @@ pub enum State {
 }
 
 /// Which end started the closing handshake.
+///
+/// ```
+/// use ws_proto::{Connection, Role, Side};
+/// let mut conn = Connection::new(Role::Server, Default::default());
+/// conn.close(None).unwrap();
+/// assert_eq!(conn.close_info().initiator, Some(Side::Local));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Side {
     /// We did (by [`Connection::close`], or by failing the connection).
@@ -51,6 +74,16 @@ pub enum Side {
 ///
 /// A close frame without a status is recorded with code 1005
 /// ([`CloseCode::NO_STATUS`]).
+///
+/// ```
+/// use ws_proto::{CloseCode, Connection, Role};
+/// let mut conn = Connection::new(Role::Client, Default::default());
+/// conn.receive_data(&[0x88, 0x02, 0x03, 0xe9]); // the server closes: 1001
+/// conn.poll_event().unwrap();
+/// let info = conn.close_info();
+/// assert_eq!(info.received.as_ref().unwrap().code, CloseCode::GOING_AWAY);
+/// assert_eq!(info.sent.as_ref().unwrap().code, CloseCode::GOING_AWAY); // echoed
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CloseInfo {
     /// The close frame we sent.
@@ -62,6 +95,13 @@ pub struct CloseInfo {
 }
 
 /// What the connection hands to the application.
+///
+/// ```
+/// use ws_proto::{Connection, Event, Message, Role};
+/// let mut conn = Connection::new(Role::Client, Default::default());
+/// conn.receive_data(&[0x89, 0x00]); // a ping
+/// assert_eq!(conn.poll_event().unwrap(), Some(Event::Message(Message::Ping(Default::default()))));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {

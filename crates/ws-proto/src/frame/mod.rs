@@ -13,6 +13,13 @@ pub use mask::{apply_mask, apply_mask_at, apply_mask_bytewise};
 use crate::error::ProtocolError;
 
 /// A frame opcode (RFC 6455 §5.2, §11.8).
+///
+/// ```
+/// use ws_proto::frame::OpCode;
+/// assert_eq!(OpCode::from_u8(0x9), Some(OpCode::Ping));
+/// assert!(OpCode::Ping.is_control());
+/// assert_eq!(OpCode::from_u8(0x3), None); // reserved
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OpCode {
     /// `0x0`: continues a fragmented data message.

@@ -141,6 +141,14 @@ impl ClientRequest {
 }
 
 /// A client waiting for the server's answer.
+///
+/// ```
+/// use ws_proto::handshake::ClientRequest;
+/// let (_, pending) = ClientRequest::new("ws://a/".parse().unwrap()).unwrap().into_handshake();
+/// let (head, len) = pending.parse_response_head(b"HTTP/1.1 403 Forbidden\r\n\r\n").unwrap().unwrap();
+/// assert_eq!(len, 26);
+/// assert!(pending.validate(head).is_err()); // not 101
+/// ```
 #[derive(Debug, Clone)]
 pub struct ClientHandshake {
     expected_accept: String,
@@ -229,6 +237,15 @@ impl ClientHandshake {
 }
 
 /// The server's accepted answer.
+///
+/// ```
+/// use ws_proto::handshake::{parse_request_head, Accept, ClientRequest, Limits, UpgradeRequest};
+/// let (request, pending) = ClientRequest::new("ws://a/".parse().unwrap()).unwrap().protocol("chat").into_handshake();
+/// let (head, _) = parse_request_head(&request, &Limits::default()).unwrap().unwrap();
+/// let response = UpgradeRequest::from_http(&head).unwrap().accept(&Accept::default().protocol("chat")).unwrap();
+/// let accepted = pending.validate(response).unwrap();
+/// assert_eq!(accepted.protocol(), Some("chat"));
+/// ```
 #[derive(Debug, Clone)]
 pub struct UpgradeResponse {
     response: http::Response<()>,
