@@ -490,6 +490,8 @@ async fn echo_mode(args: &Args, builder: ClientBuilder) -> Result<Report, String
     // Connect everything first, in bounded bursts.
     let gate = Arc::new(Semaphore::new(args.connect_burst as usize));
     let connected = Arc::new(AtomicUsize::new(0));
+    pb.set_length(total as u64);
+    pb.set_message("connecting");
     let mut pending = tokio::task::JoinSet::new();
     for _ in 0..total {
         let permit = gate.clone().acquire_owned().await.expect("never closed");
@@ -500,12 +502,13 @@ async fn echo_mode(args: &Args, builder: ClientBuilder) -> Result<Report, String
             done.fetch_add(1, Relaxed);
             r
         });
-        pb.set_message(format!("connecting {}/{total}", connected.load(Relaxed)));
+        pb.set_position(connected.load(Relaxed) as u64);
     }
     let mut sockets = Vec::with_capacity(total);
     let mut first_error = None;
     let mut errors = 0usize;
     while let Some(r) = pending.join_next().await {
+        pb.set_position(connected.load(Relaxed) as u64);
         match r {
             Ok(Ok((ws, _))) => sockets.push(ws),
             Ok(Err(e)) => {
