@@ -5,27 +5,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{listener, within};
+use common::{listener, raw_client, within, REQUEST};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use ws_net::{CloseCode, Config, Error, Message};
 use ws_proto::ProtocolError;
-
-const REQUEST: &[u8] =
-    b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-
-async fn handshake(addr: std::net::SocketAddr) -> TcpStream {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(REQUEST).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut b = [0u8; 1];
-        tcp.read_exact(&mut b).await.unwrap();
-        head.push(b[0]);
-    }
-    tcp
-}
 
 /// A masked client frame (mask 0, so the payload reads as is).
 fn frame(b0: u8, payload: &[u8]) -> Vec<u8> {
@@ -107,7 +91,7 @@ async fn read_close_code(tcp: &mut TcpStream) -> u16 {
 #[tokio::test]
 async fn header_announcing_2_pow_63_gets_1009_at_once() {
     let (addr, server) = server(Config::default()).await;
-    let mut tcp = handshake(addr).await;
+    let mut tcp = raw_client(addr).await;
     let mut header = vec![0x82, 0xff];
     header.extend_from_slice(&(u64::MAX >> 1).to_be_bytes());
     header.extend_from_slice(&[1, 2, 3, 4]);
@@ -125,7 +109,7 @@ async fn endless_fragmented_message_gets_1009_past_the_limit() {
     let mut config = Config::default();
     config.protocol.max_message_size = 1 << 20;
     let (addr, server) = server(config).await;
-    let mut tcp = handshake(addr).await;
+    let mut tcp = raw_client(addr).await;
     let piece = vec![b'x'; 64 * 1024];
     let writer = tokio::spawn(async move {
         let _ = tcp.write_all(&frame(0x02, &piece)).await;
@@ -150,7 +134,7 @@ async fn endless_fragmented_message_gets_1009_past_the_limit() {
 #[tokio::test]
 async fn invalid_utf8_split_across_frames_fails_at_that_frame() {
     let (addr, server) = server(Config::default()).await;
-    let mut tcp = handshake(addr).await;
+    let mut tcp = raw_client(addr).await;
     // "a" and the first byte of a 4-byte sequence: still valid so far.
     tcp.write_all(&frame(0x01, &[b'a', 0xf4])).await.unwrap();
     // 0x90 after 0xf4 is past U+10FFFF: invalid in this frame, which does
@@ -185,7 +169,7 @@ async fn ping_flood_from_a_peer_that_never_reads_is_capped_then_closed() {
             }
         }
     });
-    let mut tcp = handshake(addr).await;
+    let mut tcp = raw_client(addr).await;
     let ping = frame(0x89, &[7u8; 125]);
     let batch: Vec<u8> = ping
         .iter()
@@ -252,7 +236,7 @@ async fn ten_thousand_abrupt_drops_leak_nothing() {
     });
     // Warm up allocator and runtime before the baseline.
     for _ in 0..50 {
-        drop(handshake(addr).await);
+        drop(raw_client(addr).await);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let metrics = tokio::runtime::Handle::current().metrics();

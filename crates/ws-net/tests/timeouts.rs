@@ -5,28 +5,10 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{listener, within};
+use common::{listener, raw_client, within, REQUEST};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use ws_net::{CloseCode, Config, Error, Message};
-
-const REQUEST: &[u8] =
-    b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
-
-/// A raw client that completes the handshake, then does nothing.
-async fn silent_client(addr: std::net::SocketAddr) -> TcpStream {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(REQUEST).await.unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut b = [0u8; 1];
-        tcp.read_exact(&mut b).await.unwrap();
-        head.push(b[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
-    tcp
-}
 
 #[tokio::test]
 async fn dead_peer_is_detected_by_keepalive() {
@@ -47,7 +29,7 @@ async fn dead_peer_is_detected_by_keepalive() {
             }
         }
     });
-    let mut client = silent_client(addr).await;
+    let mut client = raw_client(addr).await;
     let (err, elapsed, _) = within(server).await.unwrap();
     assert!(matches!(err, Error::KeepaliveTimeout), "{err:?}");
     assert!(elapsed >= Duration::from_millis(450), "{elapsed:?}");
@@ -99,7 +81,7 @@ async fn close_handshake_times_out_when_peer_never_answers() {
         let end = ws.recv().await;
         (end, start.elapsed())
     });
-    let mut client = silent_client(addr).await;
+    let mut client = raw_client(addr).await;
     let (end, elapsed) = within(server).await.unwrap();
     assert!(matches!(end, Some(Err(Error::CloseTimeout))), "{end:?}");
     assert!(elapsed >= Duration::from_millis(250), "{elapsed:?}");
