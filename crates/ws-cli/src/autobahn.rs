@@ -1,6 +1,7 @@
 //! `ws autobahn-client`: the client testee of the Autobahn|Testsuite.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use ws_net::{ClientBuilder, Config, Message};
 
@@ -64,6 +65,7 @@ async fn run_all(args: &Args) -> Result<(), ws_net::Error> {
         .connect()
         .await?;
     while let Some(Ok(_)) = ws.recv().await {}
+    ws.closed().await;
     eprintln!("reports updated");
     Ok(())
 }
@@ -79,6 +81,7 @@ async fn case_count(base: &str, deflate: bool) -> Result<u32, ws_net::Error> {
             count = t.trim().parse().ok();
         }
     }
+    ws.closed().await;
     count.ok_or_else(|| ws_net::Error::InvalidUrl("no case count from the server".into()))
 }
 
@@ -87,6 +90,17 @@ async fn run_case(url: &str, deflate: bool) -> Result<(), ws_net::Error> {
         .config(config(deflate))
         .connect()
         .await?;
+    let result = echo(&mut ws).await;
+    // The suite records a case when its TCP connection ends: wait for that
+    // (bounded by the close timeout) even after an error, or the next case,
+    // or updateReports after the last one, can overtake it and the case
+    // goes missing from the report. The driver ends every connection within
+    // the close timeout; the outer bound only guards against a bug there.
+    let _ = tokio::time::timeout(Duration::from_secs(30), ws.closed()).await;
+    result
+}
+
+async fn echo(ws: &mut ws_net::WebSocket) -> Result<(), ws_net::Error> {
     while let Some(msg) = ws.recv().await {
         let msg = msg?;
         if msg.is_data() {
