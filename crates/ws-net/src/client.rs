@@ -141,7 +141,12 @@ impl ClientBuilder {
     ///
     /// Cancel-safe in the sense that dropping it drops the half-open
     /// connection; nothing is left running.
-    pub async fn connect(mut self) -> Result<(WebSocket, UpgradeResponse), Error> {
+    pub async fn connect(self) -> Result<(WebSocket, UpgradeResponse), Error> {
+        // Boxed: the caller's task carries no room for the handshake state.
+        Box::pin(self.connect_inner()).await
+    }
+
+    async fn connect_inner(mut self) -> Result<(WebSocket, UpgradeResponse), Error> {
         if let Some(deflate) = &self.config.deflate {
             self.request = self
                 .request

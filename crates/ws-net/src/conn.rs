@@ -66,6 +66,28 @@ pub(crate) struct Inner {
 }
 
 impl Shared {
+    pub(crate) fn new(core: Connection, config: Config) -> Arc<Self> {
+        let now = Instant::now();
+        Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                core,
+                in_flight: 0,
+                send_wakers: Vec::new(),
+                reader_waker: None,
+                fatal: None,
+                terminated: false,
+                finished: false,
+                last_recv: now,
+                last_data: now,
+                senders: 1,
+                reader_gone: false,
+                orphan: None,
+            }),
+            notify: Notify::new(),
+            config,
+        })
+    }
+
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -168,25 +190,7 @@ impl WebSocket {
             core.set_deflate(negotiated);
         }
         core.receive_data(leftover);
-        let now = Instant::now();
-        let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner {
-                core,
-                in_flight: 0,
-                send_wakers: Vec::new(),
-                reader_waker: None,
-                fatal: None,
-                terminated: false,
-                finished: false,
-                last_recv: now,
-                last_data: now,
-                senders: 1,
-                reader_gone: false,
-                orphan: None,
-            }),
-            notify: Notify::new(),
-            config,
-        });
+        let shared = Shared::new(core, config);
         tokio::spawn(crate::driver::drive(shared.clone(), write));
         Self {
             reader: WsReader {

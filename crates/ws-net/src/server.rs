@@ -120,7 +120,18 @@ where
 /// .await?;
 /// # drop(ws); Ok(()) }
 /// ```
-pub async fn accept_with<S, F>(mut stream: S, config: Config, decide: F) -> Result<WebSocket, Error>
+pub async fn accept_with<S, F>(stream: S, config: Config, decide: F) -> Result<WebSocket, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: FnOnce(&UpgradeRequest) -> Result<Accept, Reject>,
+{
+    // The handshake's state (request, response, timers) lives in its own
+    // allocation for the handshake's duration, so the caller's connection
+    // task does not carry room for it while the connection is open.
+    Box::pin(handshake(stream, config, decide)).await
+}
+
+async fn handshake<S, F>(mut stream: S, config: Config, decide: F) -> Result<WebSocket, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: FnOnce(&UpgradeRequest) -> Result<Accept, Reject>,
