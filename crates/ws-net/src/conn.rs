@@ -262,9 +262,11 @@ impl WebSocket {
         self.writer.buffered_amount()
     }
 
-    /// Wait until the connection is over; see [`WsWriter::closed`].
-    pub async fn closed(&self) {
-        self.writer.closed().await
+    /// Wait until the connection is over; see [`WsWriter::closed`]. The
+    /// future does not borrow the connection, so it can be awaited in a
+    /// spawned task.
+    pub fn closed(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        wait_finished(self.writer.shared.clone())
     }
 
     /// The closing-handshake state.
@@ -387,6 +389,13 @@ impl Stream for WsReader {
             }
             if inner.core.state() == State::Closed || inner.terminated {
                 this.done = true;
+                // The stream has ended, but the transport may still have to
+                // be read (a client waits for the server's end of file,
+                // §7.1.1): the driver reads it from now on, so `closed()`
+                // resolves without the caller dropping the reader.
+                if !inner.terminated {
+                    inner.orphan = this.io.take();
+                }
                 drop(inner);
                 this.shared.notify.notify_one();
                 return Poll::Ready(None);
@@ -536,16 +545,7 @@ impl WsWriter {
     ///
     /// Cancel-safe.
     pub async fn closed(&self) {
-        std::future::poll_fn(|cx| {
-            let mut inner = self.shared.lock();
-            if inner.finished {
-                Poll::Ready(())
-            } else {
-                inner.register_sender(cx.waker());
-                Poll::Pending
-            }
-        })
-        .await
+        wait_finished(self.shared.clone()).await
     }
 
     fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
@@ -623,6 +623,20 @@ impl Sink<Message> for WsWriter {
             other => other,
         }
     }
+}
+
+/// Resolves once the driver has shut the transport down.
+async fn wait_finished(shared: Arc<Shared>) {
+    std::future::poll_fn(|cx| {
+        let mut inner = shared.lock();
+        if inner.finished {
+            Poll::Ready(())
+        } else {
+            inner.register_sender(cx.waker());
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 /// Split a transport into boxed halves; a `TcpStream` splits without a lock.

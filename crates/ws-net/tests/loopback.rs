@@ -464,3 +464,30 @@ async fn closed_resolves_after_the_close_reply_is_delivered() {
     assert!(matches!(reply, Some(Message::Close(Some(f))) if f.code == CloseCode::GOING_AWAY));
     assert_eq!(info.initiator, Some(ws_proto::Side::Local));
 }
+
+#[tokio::test]
+async fn closed_resolves_once_the_stream_has_ended_without_dropping_it() {
+    let (l, addr) = listener().await;
+    let server = tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut ws = ws_net::server::accept(tcp, Config::default())
+            .await
+            .unwrap();
+        ws.close(CloseCode::NORMAL, "done").await.unwrap();
+        while let Some(Ok(_)) = ws.recv().await {}
+        ws.closed().await;
+    });
+    let (mut ws, _) = within(ws_net::connect(&url(addr))).await.unwrap();
+    while let Some(Ok(_)) = within(ws.recv()).await {}
+    // The client must see the server's end of file before it is done
+    // (RFC 6455 §7.1.1): nothing reads the stream any more, yet this must
+    // not wait for the close timeout (10 s).
+    let start = std::time::Instant::now();
+    within(ws.closed()).await;
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    within(server).await.unwrap();
+}
