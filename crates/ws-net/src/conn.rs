@@ -215,7 +215,9 @@ impl WebSocket {
 
     /// The next message; `None` once the connection is closed. Ping and pong
     /// messages are yielded too (pings are answered automatically), and the
-    /// peer's close frame is yielded before the end.
+    /// peer's close frame is yielded before the end. An error is the last
+    /// item: after it the connection closes on its own (a protocol error
+    /// sends the close frame with its code) and `recv` returns `None`.
     ///
     /// Cancel-safe: if the future is dropped, no message is lost.
     pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
@@ -377,6 +379,10 @@ impl Stream for WsReader {
                 }
                 Ok(Some(_)) => continue,
                 Err(e) => {
+                    // The connection is failed (§7.1.7): this was the last
+                    // item. The driver reads the peer's close reply.
+                    this.done = true;
+                    inner.orphan = this.io.take();
                     drop(inner);
                     this.shared.notify.notify_one();
                     return Poll::Ready(Some(Err(Error::Protocol(e))));

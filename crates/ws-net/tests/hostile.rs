@@ -295,3 +295,64 @@ async fn ten_thousand_abrupt_drops_leak_nothing() {
     );
     assert!(rss1 < rss0 + (32 << 20), "memory grew: {rss0} -> {rss1}");
 }
+
+#[tokio::test]
+async fn a_protocol_error_ends_the_stream_and_the_close_completes_unread() {
+    // A raw server: it answers the handshake, sends an invalid frame, reads the client's close frame, replies, and closes.
+    let (l, addr) = listener().await;
+    let server = tokio::spawn(async move {
+        let (mut tcp, _) = l.accept().await.unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut b = [0u8; 1];
+            tcp.read_exact(&mut b).await.unwrap();
+            head.push(b[0]);
+        }
+        let head = String::from_utf8(head).unwrap();
+        let key = head
+            .lines()
+            .find_map(|l| l.strip_prefix("sec-websocket-key: "))
+            .or_else(|| {
+                head.lines()
+                    .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            })
+            .unwrap();
+        let response = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            ws_proto::handshake::accept_key(key.trim().as_bytes())
+        );
+        tcp.write_all(response.as_bytes()).await.unwrap();
+        // A continuation frame with nothing to continue (RFC 6455 §5.4): a
+        // protocol error after which the framing is still sound, so the
+        // client waits for the server's close reply. Unmasked, as a
+        // server's frames are.
+        tcp.write_all(&[0x80, 0x01, b'x']).await.unwrap();
+        let mut got = [0u8; 8];
+        tcp.read_exact(&mut got).await.unwrap();
+        let code = u16::from_be_bytes([got[6] ^ got[2], got[7] ^ got[3]]);
+        tcp.write_all(&[0x88, 0x02, 0x03, 0xea]).await.unwrap();
+        // Like the Autobahn fuzzing server, wait for the client to close.
+        let mut rest = Vec::new();
+        let _ = tcp.read_to_end(&mut rest).await;
+        (got[0], code)
+    });
+    let (mut ws, _) = within(ws_net::connect(&format!("ws://{addr}/")))
+        .await
+        .unwrap();
+    let err = within(ws.recv()).await;
+    assert!(matches!(err, Some(Err(Error::Protocol(_)))), "{err:?}");
+    // The client waits for the server's reply and end of file (§7.1.1).
+    // The application stopped reading at the error, as most loops do: that
+    // must not make the connection wait for the close timeout.
+    let start = std::time::Instant::now();
+    within(ws.closed()).await;
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+    let after = within(ws.recv()).await;
+    assert!(after.is_none(), "the error was the last item: {after:?}");
+    assert_eq!(within(server).await.unwrap(), (0x88, 1002));
+}
