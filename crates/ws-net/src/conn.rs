@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use bytes::BytesMut;
+use bytes::Buf;
 use futures_core::Stream;
 use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -29,9 +29,13 @@ pub(crate) type BoxRead = Pin<Box<dyn AsyncRead + Send>>;
 pub(crate) type BoxWrite = Pin<Box<dyn AsyncWrite + Send>>;
 
 /// Spare room the read buffer gets before each read. Reads go into
-/// uninitialised capacity (no zero-filling), and an empty buffer is released
-/// while the connection waits, so an idle connection holds no read buffer.
+/// uninitialised capacity (no zero-filling), and an empty buffer goes back
+/// to the thread's pool while the connection waits, so an idle connection
+/// holds no read buffer.
 const READ_RESERVE: usize = 8 * 1024;
+
+/// Most slices handed to one vectored write.
+pub(crate) const MAX_SLICES: usize = 64;
 
 pub(crate) struct Shared {
     inner: Mutex<Inner>,
@@ -63,10 +67,26 @@ pub(crate) struct Inner {
     /// taken by the driver.
     pub(crate) reader_gone: bool,
     pub(crate) orphan: Option<BoxRead>,
+    /// The write half of the transport while nobody is writing to it:
+    /// senders write through it directly; the driver takes it out for a
+    /// write that has to wait, and for the shutdown.
+    pub(crate) io: Option<BoxWrite>,
+    /// A direct write could not finish its flush: the driver must.
+    pub(crate) flush_pending: bool,
+}
+
+/// What a direct write left to do.
+#[derive(Debug, PartialEq, Eq)]
+enum Written {
+    /// Everything queued is written and flushed.
+    All,
+    /// Bytes or a flush remain, or the transport failed: the driver takes
+    /// over (it waits for the transport, or reports the failure).
+    Rest,
 }
 
 impl Shared {
-    pub(crate) fn new(core: Connection, config: Config) -> Arc<Self> {
+    pub(crate) fn new(core: Connection, config: Config, io: BoxWrite) -> Arc<Self> {
         let now = Instant::now();
         Arc::new(Shared {
             inner: Mutex::new(Inner {
@@ -82,6 +102,8 @@ impl Shared {
                 senders: 1,
                 reader_gone: false,
                 orphan: None,
+                io: Some(io),
+                flush_pending: false,
             }),
             notify: Notify::new(),
             config,
@@ -108,6 +130,64 @@ impl Inner {
         self.wake_senders();
         if let Some(w) = self.reader_waker.take() {
             w.wake();
+        }
+    }
+
+    /// Write what is queued straight to the transport, if no write is in
+    /// progress, without waiting: as far as the socket takes it now. The
+    /// lock is held for the system call, which does not block.
+    fn write_now(&mut self) -> Written {
+        if self.fatal.is_some() || self.terminated {
+            return Written::Rest;
+        }
+        let Inner {
+            core, io, fatal, ..
+        } = self;
+        let Some(io) = io.as_mut() else {
+            return Written::Rest;
+        };
+        // Nothing waits on this context: when the transport is not ready,
+        // the driver takes over and polls it with its own.
+        let mut cx = Context::from_waker(Waker::noop());
+        let out = core.transmit();
+        let before = out.remaining();
+        while out.has_remaining() {
+            let mut slices = [std::io::IoSlice::new(&[]); MAX_SLICES];
+            let n = out.chunks_vectored(&mut slices);
+            match io.as_mut().poll_write_vectored(&mut cx, &slices[..n]) {
+                Poll::Ready(Ok(0)) => {
+                    fatal.get_or_insert(Error::Io(std::io::ErrorKind::WriteZero.into()));
+                    return Written::Rest;
+                }
+                Poll::Ready(Ok(k)) => out.advance(k),
+                Poll::Ready(Err(e)) => {
+                    fatal.get_or_insert(Error::Io(e));
+                    return Written::Rest;
+                }
+                Poll::Pending => break,
+            }
+        }
+        let wrote = out.remaining() < before;
+        if out.has_remaining() {
+            if wrote {
+                self.wake_senders();
+            }
+            return Written::Rest;
+        }
+        match io.as_mut().poll_flush(&mut cx) {
+            Poll::Ready(Ok(())) => {
+                self.flush_pending = false;
+                self.wake_senders();
+                Written::All
+            }
+            Poll::Ready(Err(e)) => {
+                self.fatal.get_or_insert(Error::Io(e));
+                Written::Rest
+            }
+            Poll::Pending => {
+                self.flush_pending = true;
+                Written::Rest
+            }
         }
     }
 
@@ -190,8 +270,8 @@ impl WebSocket {
             core.set_deflate(negotiated);
         }
         core.receive_data(leftover);
-        let shared = Shared::new(core, config);
-        tokio::spawn(crate::driver::drive(shared.clone(), write));
+        let shared = Shared::new(core, config, write);
+        tokio::spawn(crate::driver::drive(shared.clone()));
         Self {
             reader: WsReader {
                 shared: shared.clone(),
@@ -224,10 +304,15 @@ impl WebSocket {
         self.reader.recv().await
     }
 
-    /// Queue a message. Waits while the write buffer holds
+    /// Send a message. Waits while the write buffer holds
     /// [`Config::write_buffer_limit`] bytes or more (backpressure), then
-    /// returns once the message is queued; the driver writes it. Use
-    /// [`flush`](Self::flush) to wait until it is written.
+    /// queues the message and returns. When no write is in progress and no
+    /// more received data waits to be read, the message is written to the
+    /// socket at once, in this call, with anything else queued; otherwise
+    /// the driver task writes it, batched with what follows. Use
+    /// [`flush`](Self::flush) to wait until it is written. (Through the
+    /// [`Sink`] API, `start_send` only queues and `poll_flush` writes, so
+    /// `feed` then `flush` sends a batch in one system call.)
     ///
     /// Cancel-safe: if the future is dropped, the message was not queued.
     pub async fn send(&mut self, message: Message) -> Result<(), Error> {
@@ -411,6 +496,11 @@ impl Stream for WsReader {
             let want = inner.core.read_hint().max(READ_RESERVE);
             let mut buf = std::mem::take(inner.core.read_buffer());
             drop(inner);
+            let mut pooled = None;
+            if buf.capacity() == 0 {
+                buf = crate::pool::take();
+                pooled = Some(buf.as_ptr());
+            }
             if buf.capacity() - buf.len() < want / 2 {
                 buf.reserve(want);
             }
@@ -419,7 +509,8 @@ impl Stream for WsReader {
             match result {
                 Poll::Pending => {
                     if buf.is_empty() {
-                        buf = BytesMut::new();
+                        let vetted = pooled == Some(buf.as_ptr());
+                        crate::pool::give(std::mem::take(&mut buf), vetted);
                     }
                     *inner.core.read_buffer() = buf;
                     match &inner.reader_waker {
@@ -507,17 +598,36 @@ impl WsWriter {
     /// Queue a message; see [`WebSocket::send`]. Cancel-safe.
     pub async fn send(&self, message: Message) -> Result<(), Error> {
         std::future::poll_fn(|cx| self.poll_send_ready(cx)).await?;
-        self.queue(message)
+        let mut inner = self.shared.lock();
+        self.queue_locked(&mut inner, message)?;
+        self.dispatch(inner, true);
+        Ok(())
     }
 
     /// Queue a prepared message; see [`WebSocket::send_prepared`]. Cancel-safe.
     pub async fn send_prepared(&self, message: &PreparedMessage) -> Result<(), Error> {
         std::future::poll_fn(|cx| self.poll_send_ready(cx)).await?;
         let mut inner = self.shared.lock();
+        if inner.terminated {
+            return Err(Error::Closed);
+        }
         inner.core.send_prepared(message)?;
+        self.dispatch(inner, true);
+        Ok(())
+    }
+
+    /// After queueing: write now when that is the best moment, else wake
+    /// the driver. The best moment is when no write is in progress and the
+    /// reader has consumed everything received: a reply to the last request
+    /// read goes out at once, while replies to a batch of requests read
+    /// together go out together, after the last one.
+    fn dispatch(&self, mut inner: MutexGuard<'_, Inner>, direct: bool) {
+        let now = direct && inner.io.is_some() && inner.core.read_buffer().is_empty();
+        if now && inner.write_now() == Written::All {
+            return;
+        }
         drop(inner);
         self.shared.notify.notify_one();
-        Ok(())
     }
 
     /// Wait until everything queued is written; see [`WebSocket::flush`].
@@ -569,8 +679,7 @@ impl WsWriter {
         Poll::Pending
     }
 
-    fn queue(&self, message: Message) -> Result<(), Error> {
-        let mut inner = self.shared.lock();
+    fn queue_locked(&self, inner: &mut Inner, message: Message) -> Result<(), Error> {
         if inner.terminated {
             return Err(Error::Closed);
         }
@@ -578,14 +687,23 @@ impl WsWriter {
             inner.last_data = Instant::now();
         }
         inner.core.send(message)?;
-        drop(inner);
-        self.shared.notify.notify_one();
+        Ok(())
+    }
+
+    /// Queue only; the driver (or the next flush) writes it.
+    fn queue(&self, message: Message) -> Result<(), Error> {
+        let mut inner = self.shared.lock();
+        self.queue_locked(&mut inner, message)?;
+        self.dispatch(inner, false);
         Ok(())
     }
 
     fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let mut inner = self.shared.lock();
-        if inner.buffered() == 0 {
+        if inner.buffered() == 0 && !inner.flush_pending {
+            return Poll::Ready(Ok(()));
+        }
+        if inner.write_now() == Written::All && inner.buffered() == 0 {
             return Poll::Ready(Ok(()));
         }
         if let Some(e) = &inner.fatal {
@@ -595,6 +713,8 @@ impl WsWriter {
             return Poll::Ready(Err(Error::Closed));
         }
         inner.register_sender(cx.waker());
+        drop(inner);
+        self.shared.notify.notify_one();
         Poll::Pending
     }
 }

@@ -17,11 +17,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use ws_proto::{CloseCode, CloseFrame, Event, Message, State};
 
-use crate::conn::{BoxRead, BoxWrite, Inner, Shared};
+use crate::conn::{BoxRead, BoxWrite, Inner, Shared, MAX_SLICES};
 use crate::error::Error;
-
-/// Most slices handed to one vectored write.
-const MAX_SLICES: usize = 64;
 
 /// How long the driver waits for a transport shutdown (TLS close_notify).
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
@@ -45,8 +42,11 @@ struct Timers {
     closing_since: Option<Instant>,
 }
 
-pub(crate) async fn drive(shared: Arc<Shared>, mut io: BoxWrite) {
+pub(crate) async fn drive(shared: Arc<Shared>) {
     let mut batch: VecDeque<Bytes> = VecDeque::new();
+    // The write half while a write of ours is in progress; otherwise it
+    // stays in the shared state, where senders write through it directly.
+    let mut io: Option<BoxWrite> = None;
     let mut orphan: Option<BoxRead> = None;
     let mut orphan_buf = BytesMut::new();
     let mut timers = Timers {
@@ -61,21 +61,39 @@ pub(crate) async fn drive(shared: Arc<Shared>, mut io: BoxWrite) {
             if orphan.is_none() {
                 orphan = inner.orphan.take();
             }
-            plan(&shared, &mut inner, &mut timers, &mut deadline, &mut batch)
+            let step = plan(&shared, &mut inner, &mut timers, &mut deadline, &mut batch);
+            match step {
+                Step::Wait => {
+                    if let Some(w) = io.take() {
+                        inner.io = Some(w);
+                    }
+                }
+                Step::Write | Step::Finish(_) => {
+                    if io.is_none() {
+                        io = inner.io.take();
+                    }
+                }
+            }
+            step
         };
         match step {
             Step::Finish(err) => {
                 if orphan.is_none() {
                     orphan = shared.lock().orphan.take();
                 }
-                finish(&shared, &mut io, err, orphan.as_mut()).await;
+                finish(&shared, io.as_mut(), err, orphan.as_mut()).await;
                 return;
             }
             Step::Write => {
+                let Some(w) = io.as_mut() else {
+                    // Only the driver removes the write half for good.
+                    finish(&shared, None, None, orphan.as_mut()).await;
+                    return;
+                };
                 let sleep = sleep_until(deadline);
                 let result = tokio::select! {
                     biased;
-                    r = write_batch(&mut io, &mut batch) => r,
+                    r = write_batch(w, &mut batch) => r,
                     // A timer is due, or more was queued or the state
                     // changed: plan again. The batch keeps what is unwritten
                     // (a vectored write that returned Pending wrote nothing).
@@ -83,14 +101,14 @@ pub(crate) async fn drive(shared: Arc<Shared>, mut io: BoxWrite) {
                     _ = shared.notify.notified() => continue,
                 };
                 let mut inner = shared.lock();
+                inner.in_flight = 0;
                 match result {
                     Ok(()) => {
-                        inner.in_flight = 0;
+                        inner.flush_pending = false;
                         inner.wake_senders();
                     }
                     Err(e) => {
                         inner.fatal.get_or_insert(Error::Io(e));
-                        inner.in_flight = 0;
                     }
                 }
             }
@@ -183,7 +201,7 @@ fn plan(
         inner.in_flight += n;
         batch.push_back(chunk);
     }
-    if batch.is_empty() {
+    if batch.is_empty() && !inner.flush_pending {
         Step::Wait
     } else {
         Step::Write
@@ -274,7 +292,7 @@ fn on_orphan_read(shared: &Shared, read: Option<std::io::Result<usize>>, buf: &m
 /// frame before the peer has read it.
 async fn finish(
     shared: &Shared,
-    io: &mut BoxWrite,
+    io: Option<&mut BoxWrite>,
     err: Option<Error>,
     read: Option<&mut BoxRead>,
 ) {
@@ -287,7 +305,9 @@ async fn finish(
         }
         inner.wake_all();
     }
-    let _ = tokio::time::timeout(SHUTDOWN_WAIT, io.shutdown()).await;
+    if let Some(io) = io {
+        let _ = tokio::time::timeout(SHUTDOWN_WAIT, io.shutdown()).await;
+    }
     if let Some(read) = read {
         let drain = async {
             // On the heap: a buffer here would make every driver future,
@@ -317,8 +337,8 @@ mod tests {
         let (_, stream) = tokio::io::duplex(64);
         let (_, write) = tokio::io::split(stream);
         let core = ws_proto::Connection::new(ws_proto::Role::Server, Default::default());
-        let shared = Shared::new(core, Default::default());
-        let future = drive(shared, Box::pin(write));
+        let shared = Shared::new(core, Default::default(), Box::pin(write));
+        let future = drive(shared);
         let size = std::mem::size_of_val(&future);
         assert!(size <= 1024, "driver future is {size} bytes");
     }

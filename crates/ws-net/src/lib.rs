@@ -19,6 +19,7 @@ mod config;
 mod conn;
 mod driver;
 mod error;
+mod pool;
 pub mod server;
 #[cfg(feature = "tls")]
 mod tls;

@@ -491,3 +491,80 @@ async fn closed_resolves_once_the_stream_has_ended_without_dropping_it() {
     );
     within(server).await.unwrap();
 }
+
+// How sends reach the socket. These tests run on a current-thread runtime:
+// between an await returning and the next await, the driver task cannot
+// run, so `buffered_amount() == 0` right after `send` means the send wrote
+// the frame itself.
+
+#[tokio::test]
+async fn send_on_an_idle_connection_writes_in_the_call() {
+    let addr = echo_server(Config::default()).await;
+    let (mut ws, _) = within(ws_net::connect(&url(addr))).await.unwrap();
+    for len in [3, 1000, 200_000] {
+        within(ws.send(Message::binary(pattern(len))))
+            .await
+            .unwrap();
+        // A large frame may not fit the socket buffer at once: the driver
+        // finishes it. A small one is gone already.
+        if len < 64 * 1024 {
+            assert_eq!(ws.buffered_amount(), 0, "len {len}");
+        }
+        match next_message(&mut ws).await {
+            Some(Message::Binary(b)) => assert_eq!(b.len(), len),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn sink_feed_queues_and_flush_writes_the_batch() {
+    let addr = echo_server(Config::default()).await;
+    let (mut ws, _) = within(ws_net::connect(&url(addr))).await.unwrap();
+    for i in 0..10u8 {
+        within(ws.feed(Message::binary(vec![i; 10]))).await.unwrap();
+    }
+    assert!(ws.buffered_amount() > 0, "feed only queues");
+    within(SinkExt::flush(&mut ws)).await.unwrap();
+    assert_eq!(ws.buffered_amount(), 0);
+    for i in 0..10u8 {
+        match next_message(&mut ws).await {
+            Some(Message::Binary(b)) => assert_eq!(&b[..], &[i; 10]),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn replies_to_requests_read_together_go_out_together() {
+    let (l, addr) = listener().await;
+    let server = tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut ws = ws_net::server::accept(tcp, Config::default())
+            .await
+            .unwrap();
+        let mut queued_while_input_waited = Vec::new();
+        for _ in 0..3 {
+            let msg = next_message(&mut ws).await.unwrap();
+            ws.send(msg).await.unwrap();
+            queued_while_input_waited.push(ws.buffered_amount() > 0);
+        }
+        ws.flush().await.unwrap();
+        queued_while_input_waited
+    });
+    let (mut ws, _) = within(ws_net::connect(&url(addr))).await.unwrap();
+    // Three messages in one write: the server reads them together.
+    for i in 0..3u8 {
+        within(ws.feed(Message::binary(vec![i]))).await.unwrap();
+    }
+    within(SinkExt::flush(&mut ws)).await.unwrap();
+    for i in 0..3u8 {
+        match next_message(&mut ws).await {
+            Some(Message::Binary(b)) => assert_eq!(&b[..], &[i]),
+            other => panic!("{other:?}"),
+        }
+    }
+    // The first two replies waited for the third (more input was already
+    // received); the last one went out with them, at once.
+    assert_eq!(within(server).await.unwrap(), [true, true, false]);
+}
