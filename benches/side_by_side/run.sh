@@ -296,6 +296,23 @@ fi
 
 # --- handshakes -----------------------------------------------------------------------
 
+# Sockets in TIME_WAIT from earlier connections make every connect() search
+# longer for a free port (in the generator's kernel time), so a server
+# measured after many handshakes would be measured with a slower generator.
+# Start each handshake run with the TIME_WAIT table drained (it empties
+# after 60 s), as every server gets the same conditions.
+wait_time_wait() {
+    local tw waited=0
+    while :; do
+        tw="$(awk '/^TCP:/ { for (i = 1; i < NF; i++) if ($i == "tw") print $(i + 1) }' /proc/net/sockstat 2>/dev/null || echo 0)"
+        [[ -z "$tw" || "$tw" -lt 1000 || "$waited" -ge 70 ]] && break
+        sleep 5
+        waited=$((waited + 5))
+    done
+    [[ "$waited" -gt 0 ]] && log "waited ${waited} s for TIME_WAIT sockets to drain (${tw:-0} left)"
+    return 0
+}
+
 declare -A HS_RATE HS_CPU HS_GEN HS_WAIT
 if [[ "$HS_DURATION" != 0 ]]; then
     for server in $SERVERS; do
@@ -305,6 +322,7 @@ if [[ "$HS_DURATION" != 0 ]]; then
         gens=""
         waits=""
         for run in $(seq 1 "$RUNS"); do
+            wait_time_wait
             json="$(bench --mode handshake -c "$HS_CONNS" -d "$HS_DURATION" --warmup "$WARMUP")"
             if [[ -z "$json" || "$(jget "$json" ok)" != true ]]; then
                 log "handshake $server run $run: FAILED"
@@ -444,7 +462,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) pri
             echo "| $s | $(fmt_rate "${HS_RATE[$s]:-}")$flag | $(ratio "${HS_RATE[ws]:-}" "${HS_RATE[$s]:-}") | $(awk -v c="${HS_CPU[$s]:-}" 'BEGIN { if (c == "") print "—"; else printf "%.1f", c }') | $(fmt_pct "$g") |"
         done
         echo
-        echo "A handshake = TCP connect + opening handshake + closing handshake."
+        echo "A handshake = TCP connect + opening handshake + closing handshake. Each run"
+        echo "starts with no sockets left in TIME_WAIT (they slow the generator's connect)."
     fi
     if [[ "$CONTENDED_CELLS" -gt 0 ]]; then
         echo
