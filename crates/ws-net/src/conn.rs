@@ -4,9 +4,12 @@
 //! One ws-proto [`Connection`] sits behind a mutex shared by the handles and
 //! a driver task. The reader decodes in the caller's task, as messages are
 //! consumed (so replies and errors keep the order in which the application
-//! sees messages); senders queue frames into the connection; the driver
-//! task writes queued bytes in batches with vectored writes and runs the
-//! timers (keepalive, idle, close). The lock is never held across an await.
+//! sees messages); senders queue frames into the connection. When no write
+//! is in progress and the reader has consumed everything received, `send`
+//! writes the queue to the socket itself (one non-blocking vectored write
+//! under the lock: no task switch per message); otherwise the driver task
+//! writes queued bytes in batches. The driver also runs the timers
+//! (keepalive, idle, close). The lock is never held across an await.
 
 use std::any::Any;
 use std::pin::Pin;
@@ -543,7 +546,10 @@ impl Drop for WsReader {
     fn drop(&mut self) {
         let mut inner = self.shared.lock();
         inner.reader_gone = true;
-        inner.orphan = self.io.take();
+        // The stream may have handed its half over already, when it ended.
+        if let Some(io) = self.io.take() {
+            inner.orphan = Some(io);
+        }
         drop(inner);
         self.shared.notify.notify_one();
     }

@@ -1,5 +1,7 @@
-//! The driver task of a connection: writes what the handles queued, runs
-//! the timers, and closes the transport when the protocol says so.
+//! The driver task of a connection: writes what the handles queued and
+//! could not write at once themselves (the socket was full, more input was
+//! waiting, or a pong or close frame was queued by the reader), runs the
+//! timers, and closes the transport when the protocol says so.
 //!
 //! It takes queued bytes out of the shared connection under the lock (the
 //! chunks themselves, no copy), writes them with vectored writes outside

@@ -298,31 +298,11 @@ async fn ten_thousand_abrupt_drops_leak_nothing() {
 
 #[tokio::test]
 async fn a_protocol_error_ends_the_stream_and_the_close_completes_unread() {
-    // A raw server: it answers the handshake, sends an invalid frame, reads the client's close frame, replies, and closes.
+    // A raw server: it answers the handshake, sends an invalid frame, reads
+    // the client's close frame, replies, and closes.
     let (l, addr) = listener().await;
     let server = tokio::spawn(async move {
-        let (mut tcp, _) = l.accept().await.unwrap();
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            let mut b = [0u8; 1];
-            tcp.read_exact(&mut b).await.unwrap();
-            head.push(b[0]);
-        }
-        let head = String::from_utf8(head).unwrap();
-        let key = head
-            .lines()
-            .find_map(|l| l.strip_prefix("sec-websocket-key: "))
-            .or_else(|| {
-                head.lines()
-                    .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
-            })
-            .unwrap();
-        let response = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
-             Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
-            ws_proto::handshake::accept_key(key.trim().as_bytes())
-        );
-        tcp.write_all(response.as_bytes()).await.unwrap();
+        let mut tcp = accept_raw(&l).await;
         // A continuation frame with nothing to continue (RFC 6455 §5.4): a
         // protocol error after which the framing is still sound, so the
         // client waits for the server's close reply. Unmasked, as a
@@ -355,4 +335,59 @@ async fn a_protocol_error_ends_the_stream_and_the_close_completes_unread() {
     let after = within(ws.recv()).await;
     assert!(after.is_none(), "the error was the last item: {after:?}");
     assert_eq!(within(server).await.unwrap(), (0x88, 1002));
+}
+
+/// Accept one connection and answer its opening handshake by hand: a raw
+/// server, left to the test after the 101.
+async fn accept_raw(l: &tokio::net::TcpListener) -> TcpStream {
+    let (mut tcp, _) = l.accept().await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        tcp.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let key = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("sec-websocket-key")
+                .then(|| value.trim().to_owned())
+        })
+        .unwrap();
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+        ws_proto::handshake::accept_key(key.as_bytes())
+    );
+    tcp.write_all(response.as_bytes()).await.unwrap();
+    tcp
+}
+
+#[tokio::test]
+async fn a_client_dropped_after_the_close_closes_its_socket_at_once() {
+    // Reading the stream to its end and dropping the connection at once is
+    // the common way to finish; the socket must still be closed as soon as
+    // the server's end of file arrives, not after the close timeout.
+    let (l, addr) = listener().await;
+    let server = tokio::spawn(async move {
+        let mut tcp = accept_raw(&l).await;
+        tcp.write_all(&[0x88, 0x02, 0x03, 0xe8]).await.unwrap();
+        let mut reply = [0u8; 8];
+        tcp.read_exact(&mut reply).await.unwrap();
+        tcp.shutdown().await.unwrap();
+        let start = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let _ = tcp.read_to_end(&mut rest).await;
+        (reply[0], start.elapsed())
+    });
+    let (mut ws, _) = within(ws_net::connect(&format!("ws://{addr}/")))
+        .await
+        .unwrap();
+    while let Some(Ok(_)) = within(ws.recv()).await {}
+    drop(ws);
+    let (opcode, waited) = within(server).await.unwrap();
+    assert_eq!(opcode, 0x88);
+    assert!(waited < Duration::from_secs(3), "{waited:?}");
 }
