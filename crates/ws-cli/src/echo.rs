@@ -94,6 +94,9 @@ async fn echo(tcp: TcpStream, config: Config, mut stop: watch::Receiver<bool>) {
             return;
         }
     };
+    // One shutdown future for the whole connection, not one per message.
+    let stopped = stop.changed();
+    tokio::pin!(stopped);
     loop {
         tokio::select! {
             biased;
@@ -110,7 +113,7 @@ async fn echo(tcp: TcpStream, config: Config, mut stop: watch::Receiver<bool>) {
                 }
                 None => break,
             },
-            _ = stop.changed() => {
+            _ = &mut stopped => {
                 let _ = ws.close(CloseCode::GOING_AWAY, "server shutting down").await;
                 while let Some(Ok(_)) = ws.recv().await {}
                 break;

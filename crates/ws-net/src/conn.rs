@@ -37,8 +37,11 @@ pub(crate) type BoxWrite = Pin<Box<dyn AsyncWrite + Send>>;
 /// holds no read buffer.
 const READ_RESERVE: usize = 8 * 1024;
 
-/// Most slices handed to one vectored write.
+/// Most slices handed to one vectored write by the driver.
 pub(crate) const MAX_SLICES: usize = 64;
+
+/// Most slices handed to one vectored write made by a sender.
+const DIRECT_SLICES: usize = 8;
 
 pub(crate) struct Shared {
     inner: Mutex<Inner>,
@@ -155,7 +158,9 @@ impl Inner {
         let out = core.transmit();
         let before = out.remaining();
         while out.has_remaining() {
-            let mut slices = [std::io::IoSlice::new(&[]); MAX_SLICES];
+            // Small: the array is initialised on every call, and a direct
+            // write rarely has more than a header and a payload.
+            let mut slices = [std::io::IoSlice::new(&[]); DIRECT_SLICES];
             let n = out.chunks_vectored(&mut slices);
             match io.as_mut().poll_write_vectored(&mut cx, &slices[..n]) {
                 Poll::Ready(Ok(0)) => {
