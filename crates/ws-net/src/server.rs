@@ -162,7 +162,7 @@ where
         Ok(Err(Error::Handshake(e))) => return refuse(stream, deadline, e).await,
         Ok(Err(e)) | Err(e) => return Err(e),
     };
-    let request = match UpgradeRequest::from_http(&head) {
+    let request = match UpgradeRequest::from_request(head) {
         Ok(r) => r,
         Err(e) => return refuse(stream, deadline, e).await,
     };

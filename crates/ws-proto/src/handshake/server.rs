@@ -28,8 +28,17 @@ pub fn parse_request_head(
     buf: &[u8],
     limits: &Limits,
 ) -> Result<Option<(http::Request<()>, usize)>, HandshakeError> {
-    let mut headers = vec![httparse::EMPTY_HEADER; limits.max_headers];
-    let mut req = httparse::Request::new(&mut headers);
+    // The default limit fits on the stack; a larger configured one goes to
+    // the heap.
+    let mut on_stack = [httparse::EMPTY_HEADER; 64];
+    let mut on_heap = Vec::new();
+    let headers: &mut [httparse::Header<'_>] = if limits.max_headers <= on_stack.len() {
+        &mut on_stack[..limits.max_headers]
+    } else {
+        on_heap.resize(limits.max_headers, httparse::EMPTY_HEADER);
+        &mut on_heap
+    };
+    let mut req = httparse::Request::new(headers);
     // Look at no more than the limit: the outcome then depends only on the
     // first `max_head_bytes` bytes, the same whether the head arrives at
     // once or in pieces.
@@ -88,6 +97,41 @@ impl UpgradeRequest {
     /// request parsed by [`parse_request_head`] or by another HTTP stack
     /// (hyper, axum); the body is ignored.
     pub fn from_http<B>(req: &http::Request<B>) -> Result<Self, HandshakeError> {
+        let (key, protocols) = Self::validate(req)?;
+        let mut request = http::Request::new(());
+        *request.method_mut() = req.method().clone();
+        *request.uri_mut() = req.uri().clone();
+        *request.version_mut() = req.version();
+        *request.headers_mut() = req.headers().clone();
+        Ok(Self {
+            key,
+            protocols,
+            request,
+        })
+    }
+
+    /// Like [`from_http`](Self::from_http), keeping the request without
+    /// copying it (what a server that parsed the head itself wants).
+    ///
+    /// ```
+    /// use ws_proto::handshake::{parse_request_head, Limits, UpgradeRequest};
+    /// let raw = b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    ///             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    /// let (head, _) = parse_request_head(raw, &Limits::default()).unwrap().unwrap();
+    /// let req = UpgradeRequest::from_request(head).unwrap();
+    /// assert_eq!(req.key(), "dGhlIHNhbXBsZSBub25jZQ==");
+    /// ```
+    pub fn from_request(request: http::Request<()>) -> Result<Self, HandshakeError> {
+        let (key, protocols) = Self::validate(&request)?;
+        Ok(Self {
+            key,
+            protocols,
+            request,
+        })
+    }
+
+    /// §4.2.1: the checks; returns the key and the offered subprotocols.
+    fn validate<B>(req: &http::Request<B>) -> Result<(String, Vec<String>), HandshakeError> {
         // §4.2.1 item 1: an HTTP/1.1 or higher GET request.
         if req.method() != Method::GET {
             return Err(HandshakeError::MethodNotGet(req.method().to_string()));
@@ -117,20 +161,14 @@ impl UpgradeRequest {
         // Item 5: a |Sec-WebSocket-Key| that decodes to 16 bytes.
         let key = single(headers, "sec-websocket-key")?;
         use base64::Engine as _;
-        match base64::engine::general_purpose::STANDARD.decode(key) {
-            Ok(k) if k.len() == 16 => {}
+        // Room for a little more than 16 bytes, so a longer key is told
+        // apart from a 16-byte one rather than failing to fit.
+        let mut decoded = [0u8; 24];
+        match base64::engine::general_purpose::STANDARD.decode_slice(key, &mut decoded) {
+            Ok(16) => {}
             _ => return Err(HandshakeError::InvalidKey),
         }
-        let mut request = http::Request::new(());
-        *request.method_mut() = req.method().clone();
-        *request.uri_mut() = req.uri().clone();
-        *request.version_mut() = req.version();
-        *request.headers_mut() = headers.clone();
-        Ok(Self {
-            key: key.to_owned(),
-            protocols: tokens(headers, &SEC_WEBSOCKET_PROTOCOL),
-            request,
-        })
+        Ok((key.to_owned(), tokens(headers, &SEC_WEBSOCKET_PROTOCOL)))
     }
 
     /// The request.

@@ -264,7 +264,16 @@ fn missing_host_is_400() {
 fn bad_key_is_400() {
     let seventeen = BASE64.encode([7u8; 17]);
     let fifteen = BASE64.encode([7u8; 15]);
-    for key in ["c2hvcnQ=", "not base64 at all!!", "", &seventeen, &fifteen] {
+    // Longer than the decoding buffer: an error, not a panic.
+    let long = BASE64.encode([7u8; 200]);
+    for key in [
+        "c2hvcnQ=",
+        "not base64 at all!!",
+        "",
+        &seventeen,
+        &fifteen,
+        &long,
+    ] {
         let err = upgrade(&request_without(
             "Sec-WebSocket-Key",
             &[("Sec-WebSocket-Key", key)],
