@@ -11,7 +11,6 @@
 //! writes queued bytes in batches. The driver also runs the timers
 //! (keepalive, idle, close). The lock is never held across an await.
 
-use std::any::Any;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
@@ -21,15 +20,12 @@ use bytes::Buf;
 use futures_core::Stream;
 use futures_sink::Sink;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use ws_proto::{CloseCode, CloseFrame, Connection, Event, Message, PreparedMessage, Role, State};
 
 use crate::config::Config;
 use crate::error::Error;
-
-pub(crate) type BoxRead = Pin<Box<dyn AsyncRead + Send>>;
-pub(crate) type BoxWrite = Pin<Box<dyn AsyncWrite + Send>>;
+use crate::transport::{split, ReadHalf, WriteHalf};
 
 /// Spare room the read buffer gets before each read. Reads go into
 /// uninitialised capacity (no zero-filling), and an empty buffer goes back
@@ -72,11 +68,11 @@ pub(crate) struct Inner {
     /// The reader handle was dropped; its half of the transport, if not yet
     /// taken by the driver.
     pub(crate) reader_gone: bool,
-    pub(crate) orphan: Option<BoxRead>,
+    pub(crate) orphan: Option<ReadHalf>,
     /// The write half of the transport while nobody is writing to it:
     /// senders write through it directly; the driver takes it out for a
     /// write that has to wait, and for the shutdown.
-    pub(crate) io: Option<BoxWrite>,
+    pub(crate) io: Option<WriteHalf>,
     /// A direct write could not finish its flush: the driver must.
     pub(crate) flush_pending: bool,
 }
@@ -92,7 +88,7 @@ enum Written {
 }
 
 impl Shared {
-    pub(crate) fn new(core: Connection, config: Config, io: BoxWrite) -> Arc<Self> {
+    pub(crate) fn new(core: Connection, config: Config, io: WriteHalf) -> Arc<Self> {
         let now = Instant::now();
         Arc::new(Shared {
             inner: Mutex::new(Inner {
@@ -162,7 +158,7 @@ impl Inner {
             // write rarely has more than a header and a payload.
             let mut slices = [std::io::IoSlice::new(&[]); DIRECT_SLICES];
             let n = out.chunks_vectored(&mut slices);
-            match io.as_mut().poll_write_vectored(&mut cx, &slices[..n]) {
+            match Pin::new(&mut *io).poll_write_vectored(&mut cx, &slices[..n]) {
                 Poll::Ready(Ok(0)) => {
                     fatal.get_or_insert(Error::Io(std::io::ErrorKind::WriteZero.into()));
                     return Written::Rest;
@@ -182,7 +178,7 @@ impl Inner {
             }
             return Written::Rest;
         }
-        match io.as_mut().poll_flush(&mut cx) {
+        match Pin::new(&mut *io).poll_flush(&mut cx) {
             Poll::Ready(Ok(())) => {
                 self.flush_pending = false;
                 self.wake_senders();
@@ -427,7 +423,7 @@ impl Sink<Message> for WebSocket {
 /// ```
 pub struct WsReader {
     shared: Arc<Shared>,
-    io: Option<BoxRead>,
+    io: Option<ReadHalf>,
     done: bool,
 }
 
@@ -512,7 +508,7 @@ impl Stream for WsReader {
             if buf.capacity() - buf.len() < want / 2 {
                 buf.reserve(want);
             }
-            let result = tokio_util::io::poll_read_buf(io.as_mut(), cx, &mut buf);
+            let result = tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut buf);
             let mut inner = this.shared.lock();
             match result {
                 Poll::Pending => {
@@ -774,25 +770,4 @@ async fn wait_finished(shared: Arc<Shared>) {
         }
     })
     .await
-}
-
-/// Split a transport into boxed halves; a `TcpStream` splits without a lock.
-fn split<S>(stream: S) -> (BoxRead, BoxWrite)
-where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
-    let any: Box<dyn Any> = Box::new(stream);
-    match any.downcast::<TcpStream>() {
-        Ok(tcp) => {
-            let (r, w) = tcp.into_split();
-            (Box::pin(r), Box::pin(w))
-        }
-        Err(any) => match any.downcast::<S>() {
-            Ok(stream) => {
-                let (r, w) = tokio::io::split(*stream);
-                (Box::pin(r), Box::pin(w))
-            }
-            Err(_) => unreachable!("the box holds an S"),
-        },
-    }
 }

@@ -15,12 +15,13 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
-use ws_proto::{CloseCode, CloseFrame, Event, Message, State};
+use ws_proto::{CloseCode, CloseFrame, Event, Message, Role, State};
 
-use crate::conn::{BoxRead, BoxWrite, Inner, Shared, MAX_SLICES};
+use crate::conn::{Inner, Shared, MAX_SLICES};
 use crate::error::Error;
+use crate::transport::{ReadHalf, WriteHalf};
 
 /// How long the driver waits for a transport shutdown (TLS close_notify).
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(1);
@@ -48,8 +49,8 @@ pub(crate) async fn drive(shared: Arc<Shared>) {
     let mut batch: VecDeque<Bytes> = VecDeque::new();
     // The write half while a write of ours is in progress; otherwise it
     // stays in the shared state, where senders write through it directly.
-    let mut io: Option<BoxWrite> = None;
-    let mut orphan: Option<BoxRead> = None;
+    let mut io: Option<WriteHalf> = None;
+    let mut orphan: Option<ReadHalf> = None;
     let mut orphan_buf = BytesMut::new();
     let mut timers = Timers {
         ping_sent: None,
@@ -83,13 +84,13 @@ pub(crate) async fn drive(shared: Arc<Shared>) {
                 if orphan.is_none() {
                     orphan = shared.lock().orphan.take();
                 }
-                finish(&shared, io.as_mut(), err, orphan.as_mut(), &mut orphan_buf).await;
+                finish(&shared, io.take(), err, orphan.take(), &mut orphan_buf).await;
                 return;
             }
             Step::Write => {
                 let Some(w) = io.as_mut() else {
                     // Only the driver removes the write half for good.
-                    finish(&shared, None, None, orphan.as_mut(), &mut orphan_buf).await;
+                    finish(&shared, None, None, orphan.take(), &mut orphan_buf).await;
                     return;
                 };
                 let sleep = sleep_until(deadline);
@@ -219,7 +220,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 /// Write the batch with vectored writes, then flush. The slice array lives
 /// only inside each poll, so it takes no room in the driver's future.
-async fn write_batch(io: &mut BoxWrite, batch: &mut VecDeque<Bytes>) -> std::io::Result<()> {
+async fn write_batch(io: &mut WriteHalf, batch: &mut VecDeque<Bytes>) -> std::io::Result<()> {
     std::future::poll_fn(|cx| {
         while !batch.is_empty() {
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
@@ -228,7 +229,9 @@ async fn write_batch(io: &mut BoxWrite, batch: &mut VecDeque<Bytes>) -> std::io:
                 slices[k] = IoSlice::new(b);
                 k += 1;
             }
-            let n = std::task::ready!(io.as_mut().poll_write_vectored(cx, &slices[..k]))?;
+            let n = std::task::ready!(
+                std::pin::Pin::new(&mut *io).poll_write_vectored(cx, &slices[..k])
+            )?;
             if n == 0 {
                 return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
             }
@@ -246,13 +249,13 @@ async fn write_batch(io: &mut BoxWrite, batch: &mut VecDeque<Bytes>) -> std::io:
                 }
             }
         }
-        io.as_mut().poll_flush(cx)
+        std::pin::Pin::new(&mut *io).poll_flush(cx)
     })
     .await
 }
 
 async fn read_orphan(
-    orphan: &mut Option<BoxRead>,
+    orphan: &mut Option<ReadHalf>,
     buf: &mut BytesMut,
 ) -> Option<std::io::Result<usize>> {
     match orphan.as_mut() {
@@ -287,46 +290,70 @@ fn on_orphan_read(shared: &Shared, read: Option<std::io::Result<usize>>, buf: &m
     }
 }
 
-/// Close the transport: shut down our sending side (FIN after the close
-/// frame), then, if the driver holds the read half, linger: read and discard
-/// until the peer closes too, for at most [`LINGER`]. Closing a socket with
-/// unread input makes the kernel send a reset, which can destroy our close
-/// frame before the peer has read it.
+/// Close the transport.
+///
+/// A server whose closing handshake is complete on a plain TCP socket, with
+/// both halves in hand, closes the socket at once: §7.1.1 has the server
+/// close the TCP connection first, and the peer, having sent its close
+/// frame, sends nothing more, so no unread input can turn the close into a
+/// reset. One `close` call, as a server that simply drops its socket makes.
+///
+/// Otherwise: shut down our sending side (FIN after the close frame, or a
+/// TLS close_notify), then, if the driver holds the read half, linger: read
+/// and discard until the peer closes too, for at most [`LINGER`]. Closing a
+/// socket with unread input makes the kernel send a reset, which can
+/// destroy our close frame before the peer has read it; and a client waits
+/// for the server's end of file (§7.1.1).
 async fn finish(
     shared: &Shared,
-    io: Option<&mut BoxWrite>,
+    io: Option<WriteHalf>,
     err: Option<Error>,
-    read: Option<&mut BoxRead>,
+    read: Option<ReadHalf>,
     scratch: &mut BytesMut,
 ) {
-    {
+    let at_once = {
         let mut inner = shared.lock();
         inner.terminated = true;
+        let at_once = err.is_none()
+            && inner.core.role() == Role::Server
+            && inner.core.state() == State::Closed
+            && read.is_some()
+            && io.as_ref().is_some_and(WriteHalf::is_tcp);
         if let Some(e) = err {
             tracing::debug!(error = %e, "closing transport");
             inner.fatal.get_or_insert(e);
         }
         inner.wake_all();
-    }
-    if let Some(io) = io {
-        let _ = tokio::time::timeout(SHUTDOWN_WAIT, io.shutdown()).await;
-    }
-    if let Some(read) = read {
-        let drain = async {
-            // Usually one read, of the end of file. Into the orphan buffer:
-            // uninitialised and reused (a zeroed 4 KiB buffer here was 10% of
-            // the instructions of a whole handshake-and-close), and on the
-            // heap (on the stack it would grow every driver future).
-            loop {
-                scratch.clear();
-                scratch.reserve(4096);
-                match tokio::io::AsyncReadExt::read_buf(read, scratch).await {
-                    Ok(n) if n > 0 => {}
-                    _ => break,
-                }
+        at_once
+    };
+    match (io, read) {
+        (Some(io), Some(read)) if at_once => {
+            io.close_at_once();
+            drop(read);
+        }
+        (io, read) => {
+            if let Some(mut io) = io {
+                let _ = tokio::time::timeout(SHUTDOWN_WAIT, io.shutdown()).await;
             }
-        };
-        let _ = tokio::time::timeout(LINGER, drain).await;
+            if let Some(mut read) = read {
+                let drain = async {
+                    // Usually one read, of the end of file. Into the orphan
+                    // buffer: uninitialised and reused (a zeroed 4 KiB buffer
+                    // here was 10% of the instructions of a whole
+                    // handshake-and-close), and on the heap (on the stack it
+                    // would grow every driver future).
+                    loop {
+                        scratch.clear();
+                        scratch.reserve(4096);
+                        match tokio::io::AsyncReadExt::read_buf(&mut read, scratch).await {
+                            Ok(n) if n > 0 => {}
+                            _ => break,
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(LINGER, drain).await;
+            }
+        }
     }
     let mut inner = shared.lock();
     inner.finished = true;
@@ -342,9 +369,9 @@ mod tests {
     #[tokio::test]
     async fn driver_future_is_small() {
         let (_, stream) = tokio::io::duplex(64);
-        let (_, write) = tokio::io::split(stream);
+        let (_, write) = crate::transport::split(stream);
         let core = ws_proto::Connection::new(ws_proto::Role::Server, Default::default());
-        let shared = Shared::new(core, Default::default(), Box::pin(write));
+        let shared = Shared::new(core, Default::default(), write);
         let future = drive(shared);
         let size = std::mem::size_of_val(&future);
         assert!(size <= 1024, "driver future is {size} bytes");

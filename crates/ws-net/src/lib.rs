@@ -23,6 +23,7 @@ mod pool;
 pub mod server;
 #[cfg(feature = "tls")]
 mod tls;
+mod transport;
 
 pub use client::{connect, ClientBuilder};
 pub use config::Config;

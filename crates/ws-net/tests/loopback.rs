@@ -492,6 +492,38 @@ async fn closed_resolves_once_the_stream_has_ended_without_dropping_it() {
     within(server).await.unwrap();
 }
 
+#[tokio::test]
+async fn a_server_closes_its_socket_as_soon_as_the_closing_handshake_is_done() {
+    // RFC 6455 §7.1.1: the server closes the TCP connection first. Once it
+    // has the client's close frame and has answered it, it closes at once:
+    // it does not wait for the client's end of file, and the client reads
+    // the close reply then a clean end of file (no reset).
+    let (l, addr) = listener().await;
+    let server = tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut ws = ws_net::server::accept(tcp, Config::default())
+            .await
+            .unwrap();
+        while let Some(Ok(_)) = ws.recv().await {}
+        let start = std::time::Instant::now();
+        ws.closed().await;
+        (start.elapsed(), ws.close_info())
+    });
+    let mut tcp = common::raw_client(addr).await;
+    // A masked close frame, 1000, mask 0.
+    tcp.write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8])
+        .await
+        .unwrap();
+    let mut reply = Vec::new();
+    within(tcp.read_to_end(&mut reply)).await.unwrap();
+    assert_eq!(reply, [0x88, 0x02, 0x03, 0xe8]);
+    let (waited, info) = within(server).await.unwrap();
+    assert!(waited < Duration::from_secs(1), "{waited:?}");
+    assert_eq!(info.initiator, Some(ws_proto::Side::Remote));
+    // The client still has its side open: the server did not wait for it.
+    tcp.shutdown().await.unwrap();
+}
+
 // How sends reach the socket. These tests run on a current-thread runtime:
 // between an await returning and the next await, the driver task cannot
 // run, so `buffered_amount() == 0` right after `send` means the send wrote

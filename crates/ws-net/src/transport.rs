@@ -1,0 +1,139 @@
+//! The two halves of a connection's transport.
+//!
+//! A `TcpStream` splits into its owned halves: no lock, no box, and the
+//! socket can be closed without a `shutdown` call first. Any other transport
+//! (TLS, a unix socket, an in-memory pipe) is split by `tokio::io::split` and
+//! boxed.
+
+use std::any::Any;
+use std::io::IoSlice;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+
+pub(crate) enum ReadHalf {
+    Tcp(OwnedReadHalf),
+    Boxed(Pin<Box<dyn AsyncRead + Send>>),
+}
+
+pub(crate) enum WriteHalf {
+    Tcp(OwnedWriteHalf),
+    Boxed(Pin<Box<dyn AsyncWrite + Send>>),
+}
+
+/// Split a transport; a `TcpStream` splits without a lock or a box.
+pub(crate) fn split<S>(stream: S) -> (ReadHalf, WriteHalf)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let mut slot = Some(stream);
+    if let Some(tcp) = (&mut slot as &mut dyn Any).downcast_mut::<Option<TcpStream>>() {
+        if let Some(tcp) = tcp.take() {
+            let (r, w) = tcp.into_split();
+            return (ReadHalf::Tcp(r), WriteHalf::Tcp(w));
+        }
+    }
+    let Some(stream) = slot else {
+        unreachable!("only a TcpStream is taken out of the slot")
+    };
+    let (r, w) = tokio::io::split(stream);
+    (ReadHalf::Boxed(Box::pin(r)), WriteHalf::Boxed(Box::pin(w)))
+}
+
+impl WriteHalf {
+    /// Whether the transport is a plain TCP socket, which
+    /// [`close_at_once`](Self::close_at_once) closes without a shutdown.
+    pub(crate) fn is_tcp(&self) -> bool {
+        matches!(self, WriteHalf::Tcp(_))
+    }
+
+    /// Give up the write half without shutting it down first: a TCP socket
+    /// is closed (one `close`, which sends the FIN) once its read half is
+    /// dropped too. Another transport is just dropped.
+    pub(crate) fn close_at_once(self) {
+        match self {
+            WriteHalf::Tcp(w) => w.forget(),
+            WriteHalf::Boxed(w) => drop(w),
+        }
+    }
+}
+
+impl AsyncRead for ReadHalf {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            ReadHalf::Tcp(r) => Pin::new(r).poll_read(cx, buf),
+            ReadHalf::Boxed(r) => r.as_mut().poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for WriteHalf {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            WriteHalf::Tcp(w) => Pin::new(w).poll_write(cx, buf),
+            WriteHalf::Boxed(w) => w.as_mut().poll_write(cx, buf),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            WriteHalf::Tcp(w) => Pin::new(w).poll_write_vectored(cx, bufs),
+            WriteHalf::Boxed(w) => w.as_mut().poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            WriteHalf::Tcp(w) => w.is_write_vectored(),
+            WriteHalf::Boxed(w) => w.is_write_vectored(),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            WriteHalf::Tcp(w) => Pin::new(w).poll_flush(cx),
+            WriteHalf::Boxed(w) => w.as_mut().poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            WriteHalf::Tcp(w) => Pin::new(w).poll_shutdown(cx),
+            WriteHalf::Boxed(w) => w.as_mut().poll_shutdown(cx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_tcp_stream_splits_into_its_owned_halves() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, _server) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (r, w) = split(client.unwrap());
+        assert!(matches!(r, ReadHalf::Tcp(_)));
+        assert!(w.is_tcp());
+        let (a, _b) = tokio::io::duplex(64);
+        let (r, w) = split(a);
+        assert!(matches!(r, ReadHalf::Boxed(_)));
+        assert!(!w.is_tcp());
+    }
+}
