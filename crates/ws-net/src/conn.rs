@@ -451,8 +451,12 @@ impl Stream for WsReader {
         let Some(io) = this.io.as_mut() else {
             return Poll::Ready(None);
         };
+        // One lock for the whole poll: decode, and when more input is
+        // needed, read into the connection's buffer under it (the socket is
+        // non-blocking: the lock is held for the system call, never across
+        // a wait), then decode again.
+        let mut inner = this.shared.lock();
         loop {
-            let mut inner = this.shared.lock();
             match inner.core.poll_event() {
                 Ok(Some(Event::Message(message))) => {
                     if message.is_data() && this.shared.config.idle_timeout.is_some() {
@@ -498,39 +502,29 @@ impl Stream for WsReader {
             // Room for the rest of a frame whose length is known, at once,
             // so a large frame is not copied again at every buffer growth.
             let want = inner.core.read_hint().max(READ_RESERVE);
-            let mut buf = std::mem::take(inner.core.read_buffer());
-            drop(inner);
+            let buf = inner.core.read_buffer();
             let mut pooled = None;
             if buf.capacity() == 0 {
-                buf = crate::pool::take();
+                *buf = crate::pool::take();
                 pooled = Some(buf.as_ptr());
             }
             if buf.capacity() - buf.len() < want / 2 {
                 buf.reserve(want);
             }
-            let result = tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, &mut buf);
-            let mut inner = this.shared.lock();
-            match result {
+            match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf) {
                 Poll::Pending => {
                     if buf.is_empty() {
                         let vetted = pooled == Some(buf.as_ptr());
-                        crate::pool::give(std::mem::take(&mut buf), vetted);
+                        crate::pool::give(std::mem::take(buf), vetted);
                     }
-                    *inner.core.read_buffer() = buf;
                     match &inner.reader_waker {
                         Some(w) if w.will_wake(cx.waker()) => {}
                         _ => inner.reader_waker = Some(cx.waker().clone()),
                     }
                     return Poll::Pending;
                 }
-                Poll::Ready(Ok(0)) => {
-                    *inner.core.read_buffer() = buf;
-                    inner.core.receive_eof();
-                }
-                Poll::Ready(Ok(_)) => {
-                    *inner.core.read_buffer() = buf;
-                    inner.last_recv = Instant::now();
-                }
+                Poll::Ready(Ok(0)) => inner.core.receive_eof(),
+                Poll::Ready(Ok(_)) => inner.last_recv = Instant::now(),
                 Poll::Ready(Err(e)) => {
                     this.done = true;
                     inner.fatal.get_or_insert(Error::Io(e.kind().into()));
@@ -604,23 +598,30 @@ impl Drop for WsWriter {
 impl WsWriter {
     /// Queue a message; see [`WebSocket::send`]. Cancel-safe.
     pub async fn send(&self, message: Message) -> Result<(), Error> {
-        std::future::poll_fn(|cx| self.poll_send_ready(cx)).await?;
-        let mut inner = self.shared.lock();
-        self.queue_locked(&mut inner, message)?;
-        self.dispatch(inner, true);
-        Ok(())
+        // One lock: check for room, queue, write.
+        let mut message = Some(message);
+        std::future::poll_fn(|cx| {
+            let mut inner = self.shared.lock();
+            std::task::ready!(self.poll_room(&mut inner, cx))?;
+            if let Some(message) = message.take() {
+                self.queue_locked(&mut inner, message)?;
+                self.dispatch(inner, true);
+            }
+            Poll::Ready(Ok(()))
+        })
+        .await
     }
 
     /// Queue a prepared message; see [`WebSocket::send_prepared`]. Cancel-safe.
     pub async fn send_prepared(&self, message: &PreparedMessage) -> Result<(), Error> {
-        std::future::poll_fn(|cx| self.poll_send_ready(cx)).await?;
-        let mut inner = self.shared.lock();
-        if inner.terminated {
-            return Err(Error::Closed);
-        }
-        inner.core.send_prepared(message)?;
-        self.dispatch(inner, true);
-        Ok(())
+        std::future::poll_fn(|cx| {
+            let mut inner = self.shared.lock();
+            std::task::ready!(self.poll_room(&mut inner, cx))?;
+            inner.core.send_prepared(message)?;
+            self.dispatch(inner, true);
+            Poll::Ready(Ok(()))
+        })
+        .await
     }
 
     /// After queueing: write now when that is the best moment, else wake
@@ -672,7 +673,12 @@ impl WsWriter {
     }
 
     fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        let mut inner = self.shared.lock();
+        self.poll_room(&mut self.shared.lock(), cx)
+    }
+
+    /// Ready when the connection is open and the write buffer has room;
+    /// otherwise registers the task for a wake-up.
+    fn poll_room(&self, inner: &mut Inner, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if let Some(e) = &inner.fatal {
             return Poll::Ready(Err(e.duplicate()));
         }
