@@ -1,14 +1,14 @@
 //! `ws echo`: the echo server (Autobahn testee, benchmark target).
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
-use tokio::sync::watch;
-use ws_net::{CloseCode, Config};
+use ws_net::{CloseCode, Config, WsWriter};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -44,11 +44,26 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
+/// The open connections' writers, so a shutdown can close them all. The
+/// echo loop itself then has nothing to watch but its own messages.
+#[derive(Default)]
+struct Registry {
+    stopping: bool,
+    next: u64,
+    writers: HashMap<u64, WsWriter>,
+}
+
+type Shared = Arc<Mutex<Registry>>;
+
+fn lock(registry: &Shared) -> std::sync::MutexGuard<'_, Registry> {
+    registry.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 async fn serve(addr: SocketAddr, config: Config) -> std::io::Result<()> {
     let listener = ws_net::server::bind(addr).await?;
     println!("listening on ws://{}", listener.local_addr()?);
     std::io::stdout().flush()?;
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let registry = Shared::default();
     let live = Arc::new(());
     let stop = shutdown_signal();
     tokio::pin!(stop);
@@ -65,10 +80,10 @@ async fn serve(addr: SocketAddr, config: Config) -> std::io::Result<()> {
                     }
                 };
                 let config = config.clone();
-                let stop_rx = stop_rx.clone();
+                let registry = registry.clone();
                 let live = live.clone();
                 tokio::spawn(async move {
-                    echo(tcp, config, stop_rx).await;
+                    echo(tcp, config, registry).await;
                     drop(live);
                 });
             }
@@ -76,8 +91,16 @@ async fn serve(addr: SocketAddr, config: Config) -> std::io::Result<()> {
         }
     }
     drop(listener);
-    let _ = stop_tx.send(true);
     // Connections close with 1001 and get the close timeout to finish.
+    let writers: Vec<WsWriter> = {
+        let mut r = lock(&registry);
+        r.stopping = true;
+        r.writers.drain().map(|(_, w)| w).collect()
+    };
+    for w in &writers {
+        let _ = w.close(CloseCode::GOING_AWAY, SHUTTING_DOWN).await;
+    }
+    drop(writers);
     let deadline = tokio::time::Instant::now() + config.close_timeout + Duration::from_secs(1);
     while Arc::strong_count(&live) > 1 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -85,7 +108,9 @@ async fn serve(addr: SocketAddr, config: Config) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn echo(tcp: TcpStream, config: Config, mut stop: watch::Receiver<bool>) {
+const SHUTTING_DOWN: &str = "server shutting down";
+
+async fn echo(tcp: TcpStream, config: Config, registry: Shared) {
     let _ = tcp.set_nodelay(true);
     let mut ws = match ws_net::server::accept(tcp, config).await {
         Ok(ws) => ws,
@@ -94,31 +119,39 @@ async fn echo(tcp: TcpStream, config: Config, mut stop: watch::Receiver<bool>) {
             return;
         }
     };
-    // One shutdown future for the whole connection, not one per message.
-    let stopped = stop.changed();
-    tokio::pin!(stopped);
+    let id = {
+        let mut r = lock(&registry);
+        if r.stopping {
+            None
+        } else {
+            let id = r.next;
+            r.next += 1;
+            r.writers.insert(id, ws.writer());
+            Some(id)
+        }
+    };
+    if id.is_none() {
+        let _ = ws.close(CloseCode::GOING_AWAY, SHUTTING_DOWN).await;
+    }
     loop {
-        tokio::select! {
-            biased;
-            msg = ws.recv() => match msg {
-                Some(Ok(msg)) if msg.is_data() => {
-                    if ws.send(msg).await.is_err() {
-                        break;
-                    }
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "connection failed");
+        match ws.recv().await {
+            Some(Ok(msg)) if msg.is_data() => {
+                // After a shutdown's close frame, sending fails: the loop
+                // ends and the driver finishes the closing handshake.
+                if ws.send(msg).await.is_err() {
                     break;
                 }
-                None => break,
-            },
-            _ = &mut stopped => {
-                let _ = ws.close(CloseCode::GOING_AWAY, "server shutting down").await;
-                while let Some(Ok(_)) = ws.recv().await {}
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                tracing::debug!(error = %e, "connection failed");
                 break;
             }
+            None => break,
         }
+    }
+    if let Some(id) = id {
+        lock(&registry).writers.remove(&id);
     }
     // Dropping the connection lets its driver finish the closing handshake.
 }
