@@ -316,9 +316,7 @@ async fn finish(
         inner.terminated = true;
         let at_once = err.is_none()
             && inner.core.role() == Role::Server
-            && inner.core.state() == State::Closed
-            && read.is_some()
-            && io.as_ref().is_some_and(WriteHalf::is_tcp);
+            && inner.core.state() == State::Closed;
         if let Some(e) = err {
             tracing::debug!(error = %e, "closing transport");
             inner.fatal.get_or_insert(e);
@@ -327,7 +325,7 @@ async fn finish(
         at_once
     };
     match (io, read) {
-        (Some(io), Some(read)) if at_once => {
+        (Some(io), Some(read)) if at_once && io.is_tcp() => {
             io.close_at_once();
             drop(read);
         }

@@ -48,6 +48,24 @@ pub async fn echo_loop(ws: &mut WebSocket) {
     }
 }
 
+/// Accept one connection on `l` and complete its handshake, default config.
+pub async fn accept_one(l: &TcpListener) -> WebSocket {
+    let (tcp, _) = l.accept().await.unwrap();
+    ws_net::server::accept(tcp, Config::default())
+        .await
+        .unwrap()
+}
+
+/// Await `fut` and check it took less than `limit` (how long it took, if
+/// it did not).
+pub async fn done_within<T>(limit: Duration, fut: impl std::future::Future<Output = T>) -> T {
+    let start = std::time::Instant::now();
+    let out = within(fut).await;
+    let took = start.elapsed();
+    assert!(took < limit, "took {took:?}");
+    out
+}
+
 /// A listener for tests that accept by hand.
 pub async fn listener() -> (TcpListener, SocketAddr) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
