@@ -1,6 +1,7 @@
 //! Micro-benchmarks of ws-proto: frame header codec, unmasking (against a
-//! byte loop), UTF-8 validation, handshake parse + accept, and whole-frame
-//! decoding through a server `Connection`.
+//! byte loop), UTF-8 validation, handshake parse + accept, whole-frame
+//! decoding through a server `Connection`, and masked encoding through a
+//! client `Connection`.
 
 use bytes::Buf;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
@@ -115,5 +116,51 @@ fn decode(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, header, unmask, utf8, handshake, decode);
+/// A client queues a message (header, and the payload masked into its send
+/// buffer) and the transport takes all of it.
+fn client_encode(c: &mut Criterion) {
+    let mut g = c.benchmark_group("client_encode");
+    for size in [16usize, 1024, 65536, 1 << 20] {
+        let payload = bytes::Bytes::from(vec![0xabu8; size]);
+        let mut client = Connection::new(Role::Client, Default::default());
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_with_input(BenchmarkId::new("binary", size), &payload, |b, payload| {
+            b.iter(|| {
+                client.send(Message::Binary(payload.clone())).unwrap();
+                let out = client.transmit();
+                black_box(out.chunk());
+                let n = out.remaining();
+                out.advance(n);
+            })
+        });
+    }
+    // Many connections' payloads do not fit in the cache: rotate through
+    // 64 MiB of them, as a load generator with 64 connections does.
+    let size = 1 << 20;
+    let payloads: Vec<bytes::Bytes> = (0..64u8).map(|i| vec![i; size].into()).collect();
+    let mut client = Connection::new(Role::Client, Default::default());
+    let mut next = payloads.iter().cycle();
+    g.throughput(Throughput::Bytes(size as u64));
+    g.bench_function(BenchmarkId::new("binary_uncached", size), |b| {
+        b.iter(|| {
+            let payload = next.next().expect("cycle never ends").clone();
+            client.send(Message::Binary(payload)).unwrap();
+            let out = client.transmit();
+            black_box(out.chunk());
+            let n = out.remaining();
+            out.advance(n);
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    header,
+    unmask,
+    utf8,
+    handshake,
+    decode,
+    client_encode
+);
 criterion_main!(benches);
