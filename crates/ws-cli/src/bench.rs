@@ -631,8 +631,8 @@ async fn join_all<T: Send + 'static>(
 
 struct Window {
     wall: Duration,
-    generator_cpu: Option<f64>,
-    server_cpu: Option<f64>,
+    generator_cpu: Option<CpuTimes>,
+    server_cpu: Option<CpuTimes>,
     server_rss_kb: Option<u64>,
     /// Seconds the generator's and the server's threads were runnable but
     /// waiting for a CPU (another process had it): contention.
@@ -642,8 +642,8 @@ struct Window {
 
 /// CPU and run-queue wait of this process and the server, at one moment.
 struct Sample {
-    generator_cpu: Option<f64>,
-    server_cpu: Option<f64>,
+    generator_cpu: Option<CpuTimes>,
+    server_cpu: Option<CpuTimes>,
     generator_wait: Option<f64>,
     server_wait: Option<f64>,
 }
@@ -662,10 +662,16 @@ impl Sample {
     fn window(&self, wall: Duration, server_pid: Option<u32>) -> Window {
         let end = Sample::take(server_pid);
         let delta = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| b - a);
+        let cpu_delta = |a: Option<CpuTimes>, b: Option<CpuTimes>| {
+            a.zip(b).map(|(a, b)| CpuTimes {
+                user: b.user - a.user,
+                system: b.system - a.system,
+            })
+        };
         Window {
             wall,
-            generator_cpu: delta(self.generator_cpu, end.generator_cpu),
-            server_cpu: delta(self.server_cpu, end.server_cpu),
+            generator_cpu: cpu_delta(self.generator_cpu, end.generator_cpu),
+            server_cpu: cpu_delta(self.server_cpu, end.server_cpu),
             server_rss_kb: server_pid.and_then(proc_rss_kb),
             generator_wait: delta(self.generator_wait, end.generator_wait),
             server_wait: delta(self.server_wait, end.server_wait),
@@ -1132,17 +1138,25 @@ impl Report {
     /// when `ops` is not zero.
     fn cpu(&mut self, window: &Window, ops: u64, op: &str) {
         let secs = window.wall.as_secs_f64();
-        let gen = window.generator_cpu.map(|c| c / secs * 100.0);
-        let server = window.server_cpu.map(|c| c / secs * 100.0);
+        let gen = window.generator_cpu.map(|c| c.total() / secs * 100.0);
+        let server = window.server_cpu.map(|c| c.total() / secs * 100.0);
         let gen_wait = window.generator_wait.map(|c| c / secs * 100.0);
         let server_wait = window.server_wait.map(|c| c / secs * 100.0);
-        let per_op = window
-            .server_cpu
-            .filter(|_| ops > 0)
-            .map(|c| c * 1e6 / ops as f64);
+        let per_op = |part: fn(&CpuTimes) -> f64| {
+            window
+                .server_cpu
+                .filter(|_| ops > 0)
+                .map(|c| part(&c) * 1e6 / ops as f64)
+        };
+        let (per_op, sys_per_op) = (per_op(CpuTimes::total), per_op(|c| c.system));
+        // The share of a core the generator spent in the kernel (system
+        // calls, and on loopback the TCP work of the server's side too).
+        let gen_sys = window.generator_cpu.map(|c| c.system / secs * 100.0);
         self.push("gen_cpu_pct", Json::opt_num(gen));
+        self.push("gen_sys_pct", Json::opt_num(gen_sys));
         self.push("server_cpu_pct", Json::opt_num(server));
         self.push("server_cpu_us_per_op", Json::opt_num(per_op));
+        self.push("server_sys_us_per_op", Json::opt_num(sys_per_op));
         self.push("server_rss_kb", Json::opt_int(window.server_rss_kb));
         self.push("gen_runq_wait_pct", Json::opt_num(gen_wait));
         self.push("server_runq_wait_pct", Json::opt_num(server_wait));
@@ -1150,10 +1164,16 @@ impl Report {
             "  CPU          generator {}",
             gen.map_or("?".into(), |g| format!("{g:.0}% of a core"))
         );
+        if let Some(k) = gen_sys {
+            line.push_str(&format!(" ({k:.0}% in the kernel)"));
+        }
         if let Some(s) = server {
             line.push_str(&format!("; server {s:.0}%"));
             if let Some(p) = per_op {
                 line.push_str(&format!(", {p:.2} µs per {op}"));
+                if let Some(k) = sys_per_op {
+                    line.push_str(&format!(" ({k:.2} in the kernel)"));
+                }
             }
         }
         self.lines.push(line);
@@ -1213,8 +1233,21 @@ fn progress_bar() -> ProgressBar {
 // ---------------------------------------------------------------------------
 // /proc readers (Linux; `None` elsewhere).
 
-/// User plus system CPU seconds of a process (`self` or a pid), all threads.
-fn proc_cpu_secs(pid: &str) -> Option<f64> {
+/// CPU seconds of a process, all threads: in user space and in the kernel.
+#[derive(Clone, Copy, Debug)]
+struct CpuTimes {
+    user: f64,
+    system: f64,
+}
+
+impl CpuTimes {
+    fn total(&self) -> f64 {
+        self.user + self.system
+    }
+}
+
+/// User and system CPU seconds of a process (`self` or a pid), all threads.
+fn proc_cpu_secs(pid: &str) -> Option<CpuTimes> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces: fields count from its closing ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -1222,7 +1255,10 @@ fn proc_cpu_secs(pid: &str) -> Option<f64> {
     // After the name: state is field 3, utime 14, stime 15.
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) as f64 / USER_HZ)
+    Some(CpuTimes {
+        user: utime as f64 / USER_HZ,
+        system: stime as f64 / USER_HZ,
+    })
 }
 
 /// Seconds the threads of a process spent runnable but waiting for a CPU
