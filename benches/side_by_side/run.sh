@@ -7,8 +7,8 @@
 #
 # Each server runs alone on a single-threaded runtime pinned to core 0; the
 # load generator is pinned to core 1. For every cell (message size S x
-# connections C x messages in flight P) each server is started fresh and
-# measured RUNS times back to back. `ws bench` verifies every echo, and reads
+# connections C x messages in flight P) the servers take turns, RUNS rounds,
+# each run on a freshly started server. `ws bench` verifies every echo, and reads
 # the server's CPU time over the measured window from /proc/PID/stat and its
 # own from /proc/self/stat. Then idle memory per connection and handshakes
 # per second. Results: Markdown on stdout and in results/ (with raw JSON).
@@ -16,7 +16,7 @@
 # Settings (environment):
 #   QUICK=1           reduced matrix, 1 s cells, one run, 1000 idle connections
 #   DURATION=10       measured seconds per run      WARMUP=2  warm-up seconds
-#   RUNS=2            runs per cell and server, back to back
+#   RUNS=2            runs per cell and server (in turns)
 #   SERVERS="ws tungstenite fastwebsockets tokio-websockets"
 #   CELLS="16:1:1 1k:64:1 ..."  override the matrix (size:connections:pipeline)
 #   IDLE_CONNS=10000  IDLE_HOLD=DURATION   (0 skips the idle test)
@@ -224,7 +224,7 @@ fmt_pct() { awk -v v="$1" 'BEGIN { if (v == "" || v == "null") print "?"; else p
 mean() { awk '{ s += $1; n++ } END { if (n) printf "%.6g", s / n }'; }
 max_of() { awk 'n == 0 || $1 > m { m = $1; n = 1 } END { if (n) print m }'; }
 
-declare -A RATE CPU GEN WAIT SPREAD FAILED
+declare -A RATE CPU SYS GEN GSYS WAIT SPREAD FAILED
 ANY_FAIL=0
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
 START_TIME=$SECONDS
@@ -234,40 +234,48 @@ START_TIME=$SECONDS
 n_cells=$(wc -w <<<"$CELLS")
 n_servers=$(wc -w <<<"$SERVERS")
 step=0
+# Per cell, the runs go round the servers (ws, A, B, C, ws, A, B, C) rather
+# than one server's runs back to back, so a slow drift of the machine
+# weighs on every server alike. Each run gets a fresh server.
+declare -A RATES CPUS SYSS GENS GSYSS WAITS
 for cell in $CELLS; do
     IFS=: read -r size conns pipe <<<"$cell"
-    for server in $SERVERS; do
-        step=$((step + 1))
-        start_server "$server"
-        rates=""
-        cpus=""
-        gens=""
-        waits=""
-        for run in $(seq 1 "$RUNS"); do
+    for run in $(seq 1 "$RUNS"); do
+        for server in $SERVERS; do
+            step=$((step + 1))
+            key="$cell|$server"
+            start_server "$server"
             json="$(bench -s "$size" -c "$conns" -p "$pipe" -d "$DURATION" --warmup "$WARMUP")"
+            stop_server
             if [[ -z "$json" || "$(jget "$json" ok)" != true ]]; then
-                log "[$step/$((n_cells * n_servers))] $server S=$size C=$conns P=$pipe run $run: FAILED"
-                FAILED["$cell|$server"]=1
+                log "[$step/$((n_cells * n_servers * RUNS))] $server S=$size C=$conns P=$pipe run $run: FAILED"
+                FAILED["$key"]=1
                 ANY_FAIL=1
                 continue
             fi
             printf '{"cell":"%s","server":"%s","run":%d,"result":%s}\n' \
                 "$cell" "$server" "$run" "$json" >>"$RAW"
             r="$(jget "$json" msgs_per_s)"
-            rates+="$r"$'\n'
-            cpus+="$(jget "$json" server_cpu_us_per_op)"$'\n'
-            gens+="$(jget "$json" gen_cpu_pct)"$'\n'
-            waits+="$(jget "$json" server_runq_wait_pct)"$'\n'"$(jget "$json" gen_runq_wait_pct)"$'\n'
-            log "[$step/$((n_cells * n_servers))] $server S=$size C=$conns P=$pipe run $run: $(fmt_rate "$r") msg/s, server $(fmt_num "$(jget "$json" server_cpu_us_per_op)") µs/msg, CPU server $(fmt_pct "$(jget "$json" server_cpu_pct)") generator $(fmt_pct "$(jget "$json" gen_cpu_pct)"), waiting for a CPU: server $(fmt_pct "$(jget "$json" server_runq_wait_pct)") generator $(fmt_pct "$(jget "$json" gen_runq_wait_pct)")"
+            RATES["$key"]+="$r"$'\n'
+            CPUS["$key"]+="$(jget "$json" server_cpu_us_per_op)"$'\n'
+            SYSS["$key"]+="$(jget "$json" server_sys_us_per_op)"$'\n'
+            GENS["$key"]+="$(jget "$json" gen_cpu_pct)"$'\n'
+            GSYSS["$key"]+="$(jget "$json" gen_sys_pct)"$'\n'
+            WAITS["$key"]+="$(jget "$json" server_runq_wait_pct)"$'\n'"$(jget "$json" gen_runq_wait_pct)"$'\n'
+            log "[$step/$((n_cells * n_servers * RUNS))] $server S=$size C=$conns P=$pipe run $run: $(fmt_rate "$r") msg/s, server $(fmt_num "$(jget "$json" server_cpu_us_per_op)") µs/msg ($(fmt_num "$(jget "$json" server_sys_us_per_op)") in the kernel), CPU server $(fmt_pct "$(jget "$json" server_cpu_pct)") generator $(fmt_pct "$(jget "$json" gen_cpu_pct)") ($(fmt_pct "$(jget "$json" gen_sys_pct)") in the kernel), waiting for a CPU: server $(fmt_pct "$(jget "$json" server_runq_wait_pct)") generator $(fmt_pct "$(jget "$json" gen_runq_wait_pct)")"
         done
-        stop_server
-        if [[ -n "$rates" ]]; then
-            RATE["$cell|$server"]="$(grep . <<<"$rates" | mean)"
-            CPU["$cell|$server"]="$(grep -v '^null$' <<<"$cpus" | grep . | mean || true)"
-            GEN["$cell|$server"]="$(grep -v '^null$' <<<"$gens" | grep . | max_of || true)"
-            WAIT["$cell|$server"]="$(grep -v '^null$' <<<"$waits" | grep . | max_of || true)"
-            SPREAD["$cell|$server"]="$(grep . <<<"$rates" | awk '{ v[n++] = $1; s += $1 } END { lo = v[0]; hi = v[0]; for (i in v) { if (v[i] < lo) lo = v[i]; if (v[i] > hi) hi = v[i] } if (s > 0) printf "%.1f", (hi - lo) / (s / n) * 100 }')"
-        fi
+    done
+    for server in $SERVERS; do
+        key="$cell|$server"
+        rates="${RATES[$key]:-}"
+        [[ -n "$rates" ]] || continue
+        RATE["$key"]="$(grep . <<<"$rates" | mean)"
+        CPU["$key"]="$(grep -v '^null$' <<<"${CPUS[$key]}" | grep . | mean || true)"
+        SYS["$key"]="$(grep -v '^null$' <<<"${SYSS[$key]}" | grep . | mean || true)"
+        GEN["$key"]="$(grep -v '^null$' <<<"${GENS[$key]}" | grep . | max_of || true)"
+        GSYS["$key"]="$(grep -v '^null$' <<<"${GSYSS[$key]}" | grep . | mean || true)"
+        WAIT["$key"]="$(grep -v '^null$' <<<"${WAITS[$key]}" | grep . | max_of || true)"
+        SPREAD["$key"]="$(grep . <<<"$rates" | awk '{ v[n++] = $1; s += $1 } END { lo = v[0]; hi = v[0]; for (i in v) { if (v[i] < lo) lo = v[i]; if (v[i] > hi) hi = v[i] } if (s > 0) printf "%.1f", (hi - lo) / (s / n) * 100 }')"
     done
 done
 
@@ -369,7 +377,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) pri
     echo "- machine: $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2 | sed 's/^ //' || echo '?'), $(nproc --all 2>/dev/null || echo '?') CPUs, Linux $(uname -r)"
     echo "- ws at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- crates 2>/dev/null || echo ' + uncommitted changes'); $(rustc --version 2>/dev/null || echo 'rustc ?'); peers: $(peer_versions)"
     echo "- $PIN_NOTE; every server single-threaded, TCP_NODELAY, backlog 1024"
-    echo "- ${DURATION} s measured after ${WARMUP} s warm-up, $RUNS run(s) per cell back to back, fresh server per cell; binary messages; every echo verified"
+    echo "- ${DURATION} s measured after ${WARMUP} s warm-up, $RUNS run(s) per cell and server, servers in turns, fresh server per run; binary messages; every echo verified"
     echo "- build: $BUILD_NOTE; load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?'); wall time $((SECONDS - START_TIME)) s"
     echo
     echo "## Echo throughput (msgs/s, mean of runs)"
@@ -434,6 +442,30 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) pri
     echo "its core (another process was using it): throughput is disturbed,"
     echo "server CPU per message much less so. spread = largest difference"
     echo "between runs of one server, relative to their mean."
+    if [[ " $SERVERS " == *" ws "* && " $SERVERS " == *" fastwebsockets "* ]]; then
+        echo
+        echo "## Server CPU per message: user space and kernel (µs, mean of runs)"
+        echo
+        echo "| S | C | P | ws user | ws kernel | fastwebsockets user | fastwebsockets kernel | ws / fastwebsockets | ws kernel / fastwebsockets total | generator CPU (kernel) with ws |"
+        echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        for cell in $CELLS; do
+            IFS=: read -r size conns pipe <<<"$cell"
+            wt="${CPU[$cell|ws]:-}" wk="${SYS[$cell|ws]:-}"
+            ft="${CPU[$cell|fastwebsockets]:-}" fk="${SYS[$cell|fastwebsockets]:-}"
+            floor="$(ratio "$wk" "$ft")"
+            awk -v k="$wk" -v t="$ft" 'BEGIN { exit !(k != "" && t > 0 && k / t >= 0.8) }' && floor+=" ¶"
+            gen="$(fmt_pct "${GEN[$cell|ws]:-}") ($(fmt_pct "${GSYS[$cell|ws]:-}"))"
+            echo "| $size | $conns | $pipe | $(fmt_num "$(awk -v t="$wt" -v k="$wk" 'BEGIN { if (t != "" && k != "") print t - k }')") | $(fmt_num "$wk") | $(fmt_num "$(awk -v t="$ft" -v k="$fk" 'BEGIN { if (t != "" && k != "") print t - k }')") | $(fmt_num "$fk") | $(ratio "$wt" "$ft") | $floor | $gen |"
+        done
+        echo
+        echo "From utime and stime in /proc/PID/stat (10 ms ticks). ¶ = ws's kernel"
+        echo "time alone is at least 0.8× fastwebsockets' whole CPU time per message:"
+        echo "no change in user space can take ws to 0.8× fastwebsockets in that cell;"
+        echo "the kernel's TCP work for the system calls the echo needs (at one"
+        echo "message in flight, one receive and one send per message) is the floor."
+        echo "Generator CPU: the most of its core it used in a ws run, and (in"
+        echo "parentheses) its mean share spent in the kernel."
+    fi
     if [[ "$IDLE_CONNS" -gt 0 ]]; then
         echo
         echo "## Idle connections ($IDLE_CONNS, held ${IDLE_HOLD} s)"
