@@ -118,6 +118,14 @@ fn decode(c: &mut Criterion) {
 
 /// A client queues a message (header, and the payload masked into its send
 /// buffer) and the transport takes all of it.
+fn send_and_drain(client: &mut Connection, payload: bytes::Bytes) {
+    client.send(Message::Binary(payload)).unwrap();
+    let out = client.transmit();
+    black_box(out.chunk());
+    let n = out.remaining();
+    out.advance(n);
+}
+
 fn client_encode(c: &mut Criterion) {
     let mut g = c.benchmark_group("client_encode");
     for size in [16usize, 1024, 65536, 1 << 20] {
@@ -125,13 +133,7 @@ fn client_encode(c: &mut Criterion) {
         let mut client = Connection::new(Role::Client, Default::default());
         g.throughput(Throughput::Bytes(size as u64));
         g.bench_with_input(BenchmarkId::new("binary", size), &payload, |b, payload| {
-            b.iter(|| {
-                client.send(Message::Binary(payload.clone())).unwrap();
-                let out = client.transmit();
-                black_box(out.chunk());
-                let n = out.remaining();
-                out.advance(n);
-            })
+            b.iter(|| send_and_drain(&mut client, payload.clone()))
         });
     }
     // Many connections' payloads do not fit in the cache: rotate through
@@ -142,14 +144,7 @@ fn client_encode(c: &mut Criterion) {
     let mut next = payloads.iter().cycle();
     g.throughput(Throughput::Bytes(size as u64));
     g.bench_function(BenchmarkId::new("binary_uncached", size), |b| {
-        b.iter(|| {
-            let payload = next.next().expect("cycle never ends").clone();
-            client.send(Message::Binary(payload)).unwrap();
-            let out = client.transmit();
-            black_box(out.chunk());
-            let n = out.remaining();
-            out.advance(n);
-        })
+        b.iter(|| send_and_drain(&mut client, next.next().expect("endless").clone()))
     });
     g.finish();
 }

@@ -369,6 +369,8 @@ is_gen_bound() { awk -v g="${1:-0}" -v t="$GEN_BOUND_PCT" 'BEGIN { exit !(g >= t
 is_contended() { awk -v w="${1:-0}" -v t="$CONTENDED_PCT" 'BEGIN { exit !(w >= t) }'; }
 CONTENDED_CELLS=0
 
+# User time from total and kernel time (empty if either is missing).
+user_part() { awk -v t="$1" -v k="$2" 'BEGIN { if (t != "" && k != "") print t - k }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "—"; else printf "%.2f×", a / b }'; }
 
 {
@@ -455,14 +457,15 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) pri
             floor="$(ratio "$wk" "$ft")"
             awk -v k="$wk" -v t="$ft" 'BEGIN { exit !(k != "" && t > 0 && k / t >= 0.8) }' && floor+=" ¶"
             gen="$(fmt_pct "${GEN[$cell|ws]:-}") ($(fmt_pct "${GSYS[$cell|ws]:-}"))"
-            echo "| $size | $conns | $pipe | $(fmt_num "$(awk -v t="$wt" -v k="$wk" 'BEGIN { if (t != "" && k != "") print t - k }')") | $(fmt_num "$wk") | $(fmt_num "$(awk -v t="$ft" -v k="$fk" 'BEGIN { if (t != "" && k != "") print t - k }')") | $(fmt_num "$fk") | $(ratio "$wt" "$ft") | $floor | $gen |"
+            echo "| $size | $conns | $pipe | $(fmt_num "$(user_part "$wt" "$wk")") | $(fmt_num "$wk") | $(fmt_num "$(user_part "$ft" "$fk")") | $(fmt_num "$fk") | $(ratio "$wt" "$ft") | $floor | $gen |"
         done
         echo
         echo "From utime and stime in /proc/PID/stat (10 ms ticks). ¶ = ws's kernel"
         echo "time alone is at least 0.8× fastwebsockets' whole CPU time per message:"
         echo "no change in user space can take ws to 0.8× fastwebsockets in that cell;"
         echo "the kernel's TCP work for the system calls the echo needs (at one"
-        echo "message in flight, one receive and one send per message) is the floor."
+        echo "small message in flight, one receive and one send per message) is the"
+        echo "floor."
         echo "Generator CPU: the most of its core it used in a ws run, and (in"
         echo "parentheses) its mean share spent in the kernel."
     fi
