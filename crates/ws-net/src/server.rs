@@ -166,11 +166,11 @@ where
         Ok(r) => r,
         Err(e) => return refuse(stream, deadline, e).await,
     };
-    let (response, protocol, deflate) = match decide(&request) {
+    let (bytes, protocol, deflate) = match decide(&request) {
         Ok(mut accept) => {
             let deflate = negotiate_deflate(&request, &config, &mut accept);
-            match request.accept(&accept) {
-                Ok(response) => (response, accept.protocol, deflate),
+            match request.accept_bytes(&accept) {
+                Ok(bytes) => (bytes, accept.protocol, deflate),
                 Err(e) => return refuse(stream, deadline, e).await,
             }
         }
@@ -180,7 +180,6 @@ where
             return Err(Error::Rejected(reject.status));
         }
     };
-    let bytes = handshake::write_response(&response, b"");
     tokio::time::timeout_at(deadline, stream.write_all(&bytes))
         .await
         .map_err(|_| Error::HandshakeTimeout)??;

@@ -627,6 +627,15 @@ impl Connection {
     }
 
     fn write_frame_rsv(&mut self, fin: bool, rsv: u8, opcode: OpCode, payload: &Bytes) {
+        match self.write_header(fin, rsv, opcode, payload.len()) {
+            None => self.send.push_bytes(payload.clone()),
+            Some(key) => self.send.push_masked(payload, key),
+        }
+    }
+
+    /// Queue a frame header; returns the masking key the payload that
+    /// follows must be masked with, if any.
+    fn write_header(&mut self, fin: bool, rsv: u8, opcode: OpCode, len: usize) -> Option<[u8; 4]> {
         // §5.3: a client masks every frame with a fresh key from a strong
         // source of entropy (a thread-local ChaCha CSPRNG seeded by the OS).
         let mask = match self.role {
@@ -638,22 +647,25 @@ impl Connection {
             rsv,
             opcode,
             mask,
-            payload_len: payload.len() as u64,
+            payload_len: len as u64,
         }
         .encode();
         self.send.push_slice(&header[..n]);
-        match mask {
-            None => self.send.push_bytes(payload.clone()),
-            Some(key) => self.send.push_masked(payload, key),
-        }
+        mask
     }
 
+    /// Queue a close frame (§5.5.1), its payload built on the stack: every
+    /// connection writes one, so it costs no allocation.
     fn write_close(&mut self, frame: Option<&CloseFrame>) {
-        let mut body = BytesMut::new();
-        if let Some(f) = frame {
-            f.encode_into(&mut body);
+        let (body, n) = match frame {
+            Some(f) => f.encode(),
+            None => ([0; 2 + crate::frame::MAX_CLOSE_REASON], 0),
+        };
+        let body = &body[..n];
+        match self.write_header(true, 0, OpCode::Close, n) {
+            None => self.send.push_slice(body),
+            Some(key) => self.send.push_masked(body, key),
         }
-        self.write_frame(true, OpCode::Close, &body.freeze());
     }
 
     /// Header checks that need connection state (§5.1, §5.2, §5.4) and the

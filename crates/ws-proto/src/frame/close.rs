@@ -147,6 +147,19 @@ impl CloseFrame {
         out.put_u16(self.code.0);
         out.extend_from_slice(self.reason.as_bytes());
     }
+
+    /// The encoded payload in a fixed array, without allocating: the code,
+    /// then the reason cut at [`MAX_CLOSE_REASON`] bytes (callers keep
+    /// reasons within it; §5.5 limits control payloads to 125 bytes).
+    /// Returns the array and the payload's length.
+    pub(crate) fn encode(&self) -> ([u8; 2 + MAX_CLOSE_REASON], usize) {
+        let mut out = [0u8; 2 + MAX_CLOSE_REASON];
+        out[..2].copy_from_slice(&self.code.0.to_be_bytes());
+        let reason = self.reason.as_bytes();
+        let n = reason.len().min(MAX_CLOSE_REASON);
+        out[2..2 + n].copy_from_slice(&reason[..n]);
+        (out, 2 + n)
+    }
 }
 
 #[cfg(test)]
@@ -194,5 +207,20 @@ mod tests {
     #[test]
     fn empty_payload_has_no_status() {
         assert_eq!(CloseFrame::parse(Bytes::new()).unwrap(), None);
+    }
+
+    #[test]
+    fn encoded_on_the_stack_as_on_the_heap() {
+        for reason in ["", "bye", &"é".repeat(61), &"r".repeat(MAX_CLOSE_REASON)] {
+            let frame = CloseFrame::new(CloseCode::GOING_AWAY, reason.to_owned());
+            let mut heap = BytesMut::new();
+            frame.encode_into(&mut heap);
+            let (stack, n) = frame.encode();
+            assert_eq!(&stack[..n], &heap[..]);
+            assert_eq!(CloseFrame::parse(heap.freeze()).unwrap(), Some(frame));
+        }
+        // A longer reason (callers never pass one) is cut, not a panic.
+        let long = CloseFrame::new(CloseCode::NORMAL, "x".repeat(300));
+        assert_eq!(long.encode().1, 2 + MAX_CLOSE_REASON);
     }
 }

@@ -4,8 +4,8 @@ use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, StatusCode, Uri, Version};
 
 use super::{
-    accept_key, check_partial, generate_key, has_token, to_header_map, tokens, write_headers,
-    Limits, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_PROTOCOL,
+    accept_key, check_partial, generate_key, has_token, to_header_map, tokens, with_header_slots,
+    write_headers, Limits, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_PROTOCOL,
 };
 use crate::error::HandshakeError;
 
@@ -166,23 +166,24 @@ impl ClientHandshake {
         &self,
         buf: &[u8],
     ) -> Result<Option<(http::Response<()>, usize)>, HandshakeError> {
-        let mut headers = vec![httparse::EMPTY_HEADER; self.limits.max_headers];
-        let mut resp = httparse::Response::new(&mut headers);
-        // As for requests: look at no more than the limit.
-        let status = resp.parse(&buf[..buf.len().min(self.limits.max_head_bytes)]);
-        let Some(len) = check_partial(status, buf.len(), &self.limits)? else {
-            return Ok(None);
-        };
-        let code = StatusCode::from_u16(resp.code.unwrap_or_default())
-            .map_err(|_| HandshakeError::Malformed(httparse::Error::Status))?;
-        let mut response = http::Response::new(());
-        *response.status_mut() = code;
-        *response.version_mut() = match resp.version {
-            Some(0) => Version::HTTP_10,
-            _ => Version::HTTP_11,
-        };
-        *response.headers_mut() = to_header_map(resp.headers)?;
-        Ok(Some((response, len)))
+        with_header_slots(self.limits.max_headers, |headers| {
+            let mut resp = httparse::Response::new(headers);
+            // As for requests: look at no more than the limit.
+            let status = resp.parse(&buf[..buf.len().min(self.limits.max_head_bytes)]);
+            let Some(len) = check_partial(status, buf.len(), &self.limits)? else {
+                return Ok(None);
+            };
+            let code = StatusCode::from_u16(resp.code.unwrap_or_default())
+                .map_err(|_| HandshakeError::Malformed(httparse::Error::Status))?;
+            let mut response = http::Response::new(());
+            *response.status_mut() = code;
+            *response.version_mut() = match resp.version {
+                Some(0) => Version::HTTP_10,
+                _ => Version::HTTP_11,
+            };
+            *response.headers_mut() = to_header_map(&buf[..len], resp.headers)?;
+            Ok(Some((response, len)))
+        })
     }
 
     /// Validate the response (§4.1, the client's checks of the server's
@@ -204,7 +205,7 @@ impl ClientHandshake {
             return Err(HandshakeError::InvalidHeader("Connection"));
         }
         // Item 4: the exact accept value.
-        let accept = super::single(headers, "sec-websocket-accept")?;
+        let accept = super::single(headers, &SEC_WEBSOCKET_ACCEPT, "sec-websocket-accept")?;
         if accept != self.expected_accept {
             return Err(HandshakeError::AcceptMismatch);
         }

@@ -18,6 +18,7 @@ pub use server::{
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
+use bytes::Bytes;
 use http::header::HeaderName;
 use http::{HeaderMap, HeaderValue};
 use sha1::{Digest, Sha1};
@@ -50,10 +51,24 @@ pub const SEC_WEBSOCKET_EXTENSIONS: HeaderName =
 /// );
 /// ```
 pub fn accept_key(key: &[u8]) -> String {
+    let value = accept_value(key);
+    // Base64 is ASCII.
+    String::from_utf8_lossy(&value).into_owned()
+}
+
+/// [`accept_key`] into a fixed array: base64 of a 20-byte digest is 28
+/// bytes, so no allocation is needed.
+pub(crate) fn accept_value(key: &[u8]) -> [u8; 28] {
     let mut sha = Sha1::new();
     sha.update(key);
     sha.update(GUID.as_bytes());
-    BASE64.encode(sha.finalize())
+    let mut out = [0u8; 28];
+    // 20 bytes encode to exactly 28 with padding: the slice always fits.
+    let n = BASE64
+        .encode_slice(sha.finalize(), &mut out)
+        .unwrap_or_default();
+    debug_assert_eq!(n, out.len());
+    out
 }
 
 /// A fresh `Sec-WebSocket-Key`: 16 bytes from a CSPRNG, base64 (§4.1).
@@ -92,12 +107,14 @@ impl Default for Limits {
 /// Whether any value of header `name` holds `token` in its comma-separated
 /// list, compared case-insensitively (§4.2.1 items 3 and 4).
 pub(crate) fn has_token(headers: &HeaderMap, name: &HeaderName, token: &str) -> bool {
+    // On bytes: a value with obs-text elsewhere in its list still carries
+    // the token, and skipping the UTF-8 check keeps the hot handshake
+    // path short.
     headers
         .get_all(name)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }
 
 /// Every comma-separated token of every value of `name`, trimmed, empty ones
@@ -117,9 +134,10 @@ pub(crate) fn tokens(headers: &HeaderMap, name: &HeaderName) -> Vec<String> {
 /// The single value of header `name` as a trimmed string.
 pub(crate) fn single<'a>(
     headers: &'a HeaderMap,
+    header: &HeaderName,
     name: &'static str,
 ) -> Result<&'a str, HandshakeError> {
-    let mut values = headers.get_all(name).iter();
+    let mut values = headers.get_all(header).iter();
     let value = values.next().ok_or(HandshakeError::MissingHeader(name))?;
     if values.next().is_some() {
         return Err(HandshakeError::InvalidHeader(name));
@@ -130,17 +148,48 @@ pub(crate) fn single<'a>(
         .map_err(|_| HandshakeError::InvalidHeader(name))
 }
 
-/// Copy httparse's headers into a `HeaderMap`.
-pub(crate) fn to_header_map(parsed: &[httparse::Header<'_>]) -> Result<HeaderMap, HandshakeError> {
+/// Copy httparse's headers, parsed from `head`, into a `HeaderMap`.
+///
+/// The head is copied once and every value is a slice of that copy, rather
+/// than one allocation per value (a browser sends a dozen headers).
+pub(crate) fn to_header_map(
+    head: &[u8],
+    parsed: &[httparse::Header<'_>],
+) -> Result<HeaderMap, HandshakeError> {
+    let shared = Bytes::copy_from_slice(head);
+    let base = head.as_ptr() as usize;
     let mut map = HeaderMap::with_capacity(parsed.len());
     for h in parsed {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| HandshakeError::Malformed(httparse::Error::HeaderName))?;
-        let value = HeaderValue::from_bytes(h.value)
-            .map_err(|_| HandshakeError::Malformed(httparse::Error::HeaderValue))?;
+        // httparse's values are slices of `head`; the offset is computed,
+        // and checked, rather than trusted.
+        let start = (h.value.as_ptr() as usize).wrapping_sub(base);
+        let value = match start.checked_add(h.value.len()) {
+            _ if h.value.is_empty() => Ok(HeaderValue::from_static("")),
+            Some(end) if end <= shared.len() => {
+                HeaderValue::from_maybe_shared(shared.slice(start..end))
+            }
+            _ => HeaderValue::from_bytes(h.value),
+        }
+        .map_err(|_| HandshakeError::Malformed(httparse::Error::HeaderValue))?;
         map.append(name, value);
     }
     Ok(map)
+}
+
+/// Run `f` with `max` empty header slots for httparse: on the stack for the
+/// default limit, on the heap for a larger configured one.
+pub(crate) fn with_header_slots<'b, R>(
+    max: usize,
+    f: impl FnOnce(&mut [httparse::Header<'b>]) -> R,
+) -> R {
+    let mut on_stack = [httparse::EMPTY_HEADER; 64];
+    if max <= on_stack.len() {
+        f(&mut on_stack[..max])
+    } else {
+        f(&mut vec![httparse::EMPTY_HEADER; max])
+    }
 }
 
 /// Map an httparse result for a head of `buf.len()` bytes so far, applying

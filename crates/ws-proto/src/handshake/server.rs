@@ -4,8 +4,9 @@ use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 
 use super::{
-    accept_key, check_partial, has_token, single, to_header_map, tokens, write_headers, Limits,
-    SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_PROTOCOL,
+    accept_value, check_partial, has_token, single, to_header_map, tokens, with_header_slots,
+    write_headers, Limits, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL,
+    SEC_WEBSOCKET_VERSION,
 };
 use crate::error::HandshakeError;
 
@@ -28,42 +29,34 @@ pub fn parse_request_head(
     buf: &[u8],
     limits: &Limits,
 ) -> Result<Option<(http::Request<()>, usize)>, HandshakeError> {
-    // The default limit fits on the stack; a larger configured one goes to
-    // the heap.
-    let mut on_stack = [httparse::EMPTY_HEADER; 64];
-    let mut on_heap = Vec::new();
-    let headers: &mut [httparse::Header<'_>] = if limits.max_headers <= on_stack.len() {
-        &mut on_stack[..limits.max_headers]
-    } else {
-        on_heap.resize(limits.max_headers, httparse::EMPTY_HEADER);
-        &mut on_heap
-    };
-    let mut req = httparse::Request::new(headers);
-    // Look at no more than the limit: the outcome then depends only on the
-    // first `max_head_bytes` bytes, the same whether the head arrives at
-    // once or in pieces.
-    let status = req.parse(&buf[..buf.len().min(limits.max_head_bytes)]);
-    let Some(len) = check_partial(status, buf.len(), limits)? else {
-        return Ok(None);
-    };
-    let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
-        .map_err(|_| HandshakeError::Malformed(httparse::Error::Token))?;
-    let uri: Uri = req
-        .path
-        .unwrap_or_default()
-        .parse()
-        .map_err(|_| HandshakeError::InvalidUri)?;
-    let version = match req.version {
-        Some(0) => Version::HTTP_10,
-        _ => Version::HTTP_11,
-    };
-    let headers = to_header_map(req.headers)?;
-    let mut request = http::Request::new(());
-    *request.method_mut() = method;
-    *request.uri_mut() = uri;
-    *request.version_mut() = version;
-    *request.headers_mut() = headers;
-    Ok(Some((request, len)))
+    with_header_slots(limits.max_headers, |headers| {
+        let mut req = httparse::Request::new(headers);
+        // Look at no more than the limit: the outcome then depends only on
+        // the first `max_head_bytes` bytes, the same whether the head
+        // arrives at once or in pieces.
+        let status = req.parse(&buf[..buf.len().min(limits.max_head_bytes)]);
+        let Some(len) = check_partial(status, buf.len(), limits)? else {
+            return Ok(None);
+        };
+        let method = Method::from_bytes(req.method.unwrap_or_default().as_bytes())
+            .map_err(|_| HandshakeError::Malformed(httparse::Error::Token))?;
+        let uri: Uri = req
+            .path
+            .unwrap_or_default()
+            .parse()
+            .map_err(|_| HandshakeError::InvalidUri)?;
+        let version = match req.version {
+            Some(0) => Version::HTTP_10,
+            _ => Version::HTTP_11,
+        };
+        let headers = to_header_map(&buf[..len], req.headers)?;
+        let mut request = http::Request::new(());
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.version_mut() = version;
+        *request.headers_mut() = headers;
+        Ok(Some((request, len)))
+    })
 }
 
 /// A validated WebSocket upgrade request: what the server's accept decision
@@ -153,13 +146,13 @@ impl UpgradeRequest {
             return Err(HandshakeError::InvalidHeader("Connection"));
         }
         // Item 6: |Sec-WebSocket-Version| 13; otherwise §4.4 asks for 426.
-        let version = single(headers, "sec-websocket-version")
+        let version = single(headers, &SEC_WEBSOCKET_VERSION, "sec-websocket-version")
             .map_err(|_| HandshakeError::UnsupportedVersion(String::new()))?;
         if version != "13" {
             return Err(HandshakeError::UnsupportedVersion(version.to_owned()));
         }
         // Item 5: a |Sec-WebSocket-Key| that decodes to 16 bytes.
-        let key = single(headers, "sec-websocket-key")?;
+        let key = single(headers, &SEC_WEBSOCKET_KEY, "sec-websocket-key")?;
         use base64::Engine as _;
         // Room for a little more than 16 bytes, so a longer key is told
         // apart from a 16-byte one rather than failing to fit.
@@ -231,19 +224,15 @@ impl UpgradeRequest {
 
     /// The 101 response that accepts this request (§4.2.2 item 5).
     pub fn accept(&self, accept: &Accept) -> Result<http::Response<()>, HandshakeError> {
+        let protocol = self.chosen_protocol(accept)?;
         let mut headers = HeaderMap::with_capacity(4 + accept.headers.len());
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        let accept_value = HeaderValue::from_str(&accept_key(self.key.as_bytes()))
+        let accept_value = HeaderValue::from_bytes(&accept_value(self.key.as_bytes()))
             .map_err(|_| HandshakeError::InvalidKey)?;
         headers.insert(SEC_WEBSOCKET_ACCEPT, accept_value);
-        if let Some(p) = &accept.protocol {
-            // §4.2.2 item 5.4: the server selects one of the client's values.
-            if !self.protocols.iter().any(|o| o == p) {
-                return Err(HandshakeError::ProtocolNotOffered(p.clone()));
-            }
-            let v = HeaderValue::from_str(p).map_err(|_| HandshakeError::InvalidCallerHeader)?;
-            headers.insert(SEC_WEBSOCKET_PROTOCOL, v);
+        if let Some(p) = protocol {
+            headers.insert(SEC_WEBSOCKET_PROTOCOL, p);
         }
         if let Some(ext) = &accept.extensions {
             headers.insert(super::SEC_WEBSOCKET_EXTENSIONS, ext.clone());
@@ -255,6 +244,63 @@ impl UpgradeRequest {
         *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
         *response.headers_mut() = headers;
         Ok(response)
+    }
+
+    /// The response of [`accept`](Self::accept), serialized, for a server
+    /// that writes it to the connection itself: the same status and header
+    /// fields as `write_response(&req.accept(accept)?, b"")`, without
+    /// building the `http::Response` on the way (one allocation instead of
+    /// several per handshake).
+    ///
+    /// ```
+    /// use ws_proto::handshake::{parse_request_head, write_response, Accept, Limits, UpgradeRequest};
+    /// let raw = b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    ///             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    /// let (head, _) = parse_request_head(raw, &Limits::default()).unwrap().unwrap();
+    /// let req = UpgradeRequest::from_request(head).unwrap();
+    /// let bytes = req.accept_bytes(&Accept::default()).unwrap();
+    /// assert_eq!(bytes, write_response(&req.accept(&Accept::default()).unwrap(), b""));
+    /// ```
+    pub fn accept_bytes(&self, accept: &Accept) -> Result<Vec<u8>, HandshakeError> {
+        let protocol = self.chosen_protocol(accept)?;
+        let mut out = Vec::with_capacity(160);
+        out.extend_from_slice(
+            b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\n\
+              connection: Upgrade\r\nsec-websocket-accept: ",
+        );
+        out.extend_from_slice(&accept_value(self.key.as_bytes()));
+        out.extend_from_slice(b"\r\n");
+        let mut field = |name: &HeaderName, value: &HeaderValue| {
+            out.extend_from_slice(name.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        };
+        if let Some(p) = &protocol {
+            field(&SEC_WEBSOCKET_PROTOCOL, p);
+        }
+        if let Some(ext) = &accept.extensions {
+            field(&super::SEC_WEBSOCKET_EXTENSIONS, ext);
+        }
+        for (name, value) in &accept.headers {
+            field(name, value);
+        }
+        out.extend_from_slice(b"\r\n");
+        Ok(out)
+    }
+
+    /// The `Sec-WebSocket-Protocol` answer for `accept`, checked: §4.2.2
+    /// item 5.4, the server selects one of the client's values.
+    fn chosen_protocol(&self, accept: &Accept) -> Result<Option<HeaderValue>, HandshakeError> {
+        let Some(p) = &accept.protocol else {
+            return Ok(None);
+        };
+        if !self.protocols.iter().any(|o| o == p) {
+            return Err(HandshakeError::ProtocolNotOffered(p.clone()));
+        }
+        HeaderValue::from_str(p)
+            .map(Some)
+            .map_err(|_| HandshakeError::InvalidCallerHeader)
     }
 }
 

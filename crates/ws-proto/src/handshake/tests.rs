@@ -424,6 +424,67 @@ fn accept_response_bytes() {
 }
 
 #[test]
+fn accept_bytes_are_the_serialized_accept() {
+    let req = upgrade(RFC_REQUEST).unwrap();
+    for accept in [
+        Accept::default(),
+        Accept::default().protocol("superchat"),
+        Accept {
+            extensions: Some(HeaderValue::from_static("permessage-deflate")),
+            ..Accept::default()
+        }
+        .protocol("chat")
+        .header(http::header::SET_COOKIE, HeaderValue::from_static("id=1"))
+        .header(http::header::SET_COOKIE, HeaderValue::from_static("b=2"))
+        .header(
+            HeaderName::from_static("x-served-by"),
+            HeaderValue::from_static("node 7"),
+        ),
+    ] {
+        let response = req.accept(&accept).unwrap();
+        assert_eq!(
+            String::from_utf8(req.accept_bytes(&accept).unwrap()).unwrap(),
+            String::from_utf8(write_response(&response, b"")).unwrap()
+        );
+    }
+    let unoffered = Accept::default().protocol("mqtt");
+    assert!(matches!(
+        req.accept_bytes(&unoffered),
+        Err(HandshakeError::ProtocolNotOffered(p)) if p == "mqtt"
+    ));
+}
+
+#[test]
+fn header_values_survive_parsing_byte_for_byte() {
+    // Values are slices of one copy of the head: empty values, obs-text
+    // (bytes >= 0x80) and values at the very end of the head included.
+    let mut raw = request_without("", &[("X-Empty", ""), ("X-Spaces", "a  b")]);
+    raw.truncate(raw.len() - 2);
+    raw.extend_from_slice(b"X-Latin: caf\xe9\r\nX-Last: end\r\n\r\n");
+    let (request, len) = parse_request_head(&raw, &Limits::default())
+        .unwrap()
+        .unwrap();
+    assert_eq!(len, raw.len());
+    let h = request.headers();
+    assert_eq!(h["x-empty"], "");
+    assert_eq!(h["x-spaces"], "a  b");
+    assert_eq!(h["x-latin"].as_bytes(), b"caf\xe9");
+    assert_eq!(h["x-last"], "end");
+    assert_eq!(h["sec-websocket-key"], KEY);
+    // The parsed request no longer refers to the caller's buffer.
+    raw.fill(b'#');
+    assert_eq!(h["host"], "server.example.com");
+}
+
+#[test]
+fn connection_token_found_beside_obs_text() {
+    let raw = request_without("Connection", &[]);
+    let mut raw = raw[..raw.len() - 2].to_vec();
+    raw.extend_from_slice(b"Connection: x-\xe9t\xe9, upgrade\r\n\r\n");
+    assert!(upgrade(&raw).is_ok());
+}
+
+#[test]
 fn bytes_after_the_head_are_not_consumed() {
     // A client that sends its first frame right behind the request.
     let mut raw = RFC_REQUEST.to_vec();
