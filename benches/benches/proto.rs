@@ -83,6 +83,23 @@ Sec-WebSocket-Version: 13\r\nUser-Agent: bench\r\nAccept-Encoding: gzip\r\n\r\n"
             req.accept(&Accept::default().protocol("chat")).unwrap()
         })
     });
+    // What ws-net's server does with a request from Chromium: parse, keep
+    // the request without copying it, write the 101 straight to bytes.
+    let chromium = b"GET /chat HTTP/1.1\r\nHost: localhost:9001\r\nConnection: Upgrade\r\n\
+Pragma: no-cache\r\nCache-Control: no-cache\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) \
+AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36\r\nUpgrade: websocket\r\n\
+Origin: http://localhost:8000\r\nSec-WebSocket-Version: 13\r\nAccept-Encoding: gzip, deflate, br, zstd\r\n\
+Accept-Language: en-US,en;q=0.9\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n";
+    c.bench_function("handshake_server_chromium", |b| {
+        b.iter(|| {
+            let (head, _) = parse_request_head(black_box(chromium), &Limits::default())
+                .unwrap()
+                .unwrap();
+            let req = UpgradeRequest::from_request(head).unwrap();
+            req.accept_bytes(&Accept::default()).unwrap()
+        })
+    });
 }
 
 /// Masked client frames of `size` bytes, `count` of them, as one buffer.
