@@ -33,11 +33,16 @@ const COPY_MAX: usize = 512;
 pub struct SendBuf {
     chunks: VecDeque<Bytes>,
     tail: BytesMut,
+    /// How much of `tail` is already written. The tail itself is not
+    /// advanced, so once it is all written it is cleared in place and its
+    /// whole capacity serves the next frames, without a reclaim.
+    head: usize,
     len: usize,
 }
 
 impl SendBuf {
     pub(crate) fn push_slice(&mut self, data: &[u8]) {
+        self.make_room(data.len());
         self.tail.extend_from_slice(data);
         self.len += data.len();
     }
@@ -47,24 +52,41 @@ impl SendBuf {
             self.push_slice(&data);
             return;
         }
-        if !self.tail.is_empty() {
-            self.chunks.push_back(self.tail.split().freeze());
+        if self.tail.len() > self.head {
+            let mut unwritten = self.tail.split();
+            unwritten.advance(self.head);
+            self.chunks.push_back(unwritten.freeze());
+        } else {
+            self.tail.clear();
         }
+        self.head = 0;
         self.len += data.len();
         self.chunks.push_back(data);
     }
 
     pub(crate) fn push_masked(&mut self, data: &[u8], key: [u8; 4]) {
+        self.make_room(data.len());
         let start = self.tail.len();
         self.tail.extend_from_slice(data);
         apply_mask(&mut self.tail[start..], key);
         self.len += data.len();
     }
 
+    /// Before appending `n` bytes to a tail out of room: drop its written
+    /// part, so the append reclaims that space instead of growing the
+    /// buffer past it (a tail that never drains completely stays bounded).
+    fn make_room(&mut self, n: usize) {
+        if self.head > 0 && self.tail.capacity() - self.tail.len() < n {
+            self.tail.advance(self.head);
+            self.head = 0;
+        }
+    }
+
     /// Drop the memory of an empty queue (for idle connections).
     pub(crate) fn shrink(&mut self) {
         if self.len == 0 {
             self.tail = BytesMut::new();
+            self.head = 0;
             self.chunks = VecDeque::new();
         }
     }
@@ -78,7 +100,7 @@ impl Buf for SendBuf {
     fn chunk(&self) -> &[u8] {
         match self.chunks.front() {
             Some(c) => c,
-            None => &self.tail,
+            None => &self.tail[self.head..],
         }
     }
 
@@ -96,15 +118,15 @@ impl Buf for SendBuf {
                     cnt = 0;
                 }
                 None => {
-                    self.tail.advance(cnt);
+                    self.head += cnt;
                     cnt = 0;
                 }
             }
         }
         if self.len == 0 {
-            // Keep the allocation for reuse: `clear` on an emptied BytesMut
-            // lets the next `reserve` reclaim the whole buffer.
+            // Keep the allocation for the next frames.
             self.tail.clear();
+            self.head = 0;
         }
     }
 
@@ -119,7 +141,12 @@ impl Buf for SendBuf {
         let taken = match self.chunks.front_mut() {
             Some(front) if len < front.len() => front.split_to(len),
             Some(front) if len == front.len() => self.chunks.pop_front().unwrap_or_default(),
-            None if len <= self.tail.len() => self.tail.split_to(len).freeze(),
+            None if len <= self.tail.len() - self.head => {
+                let mut taken = self.tail.split_to(self.head + len);
+                taken.advance(self.head);
+                self.head = 0;
+                taken.freeze()
+            }
             _ => {
                 // Spans chunks: copy (the I/O layer never asks for this).
                 let mut out = BytesMut::with_capacity(len);
@@ -142,7 +169,7 @@ impl Buf for SendBuf {
             .chunks
             .iter()
             .map(|c| &c[..])
-            .chain(std::iter::once(&self.tail[..]))
+            .chain(std::iter::once(&self.tail[self.head..]))
         {
             if n == dst.len() {
                 break;
@@ -193,5 +220,37 @@ mod tests {
         s.advance(1);
         assert_eq!(s.chunk(), b"tail");
         assert_eq!(s.remaining(), 4);
+    }
+
+    #[test]
+    fn a_tail_that_never_drains_stays_bounded() {
+        let mut s = SendBuf::default();
+        s.push_slice(&[7; 50]);
+        for i in 0..100_000u32 {
+            let frame = i.to_be_bytes().repeat(25);
+            s.push_slice(&frame);
+            // Write all but the last 50 bytes: the queue is never empty.
+            s.advance(100);
+            assert_eq!(s.remaining(), 50);
+        }
+        assert!(s.tail.capacity() < 64 * 1024, "{}", s.tail.capacity());
+        assert_eq!(s.chunk(), &99_999u32.to_be_bytes().repeat(25)[50..]);
+    }
+
+    #[test]
+    fn written_tail_bytes_are_not_moved_into_chunks() {
+        let mut s = SendBuf::default();
+        s.push_slice(b"abcdef");
+        s.advance(4);
+        s.push_bytes(Bytes::from(vec![b'x'; 600]));
+        assert_eq!(s.chunk(), b"ef");
+        let taken = s.copy_to_bytes(2);
+        assert_eq!(&taken[..], b"ef");
+        assert_eq!(s.remaining(), 600);
+        s.advance(600);
+        s.push_slice(b"gh");
+        s.advance(1);
+        assert_eq!(&s.copy_to_bytes(1)[..], b"h");
+        assert_eq!(s.remaining(), 0);
     }
 }
