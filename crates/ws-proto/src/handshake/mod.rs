@@ -2,8 +2,10 @@
 //!
 //! Server: [`parse_request_head`] reads a request head from bytes as they
 //! arrive, [`UpgradeRequest::from_http`] validates it (and is also the entry
-//! point for a request already parsed by another HTTP stack), then
-//! [`UpgradeRequest::accept`] or [`reject`] produce the answer.
+//! point for a request already parsed by another HTTP stack; a server that
+//! parsed it itself keeps it with [`UpgradeRequest::from_request`]), then
+//! [`UpgradeRequest::accept`] (or [`UpgradeRequest::accept_bytes`], the same
+//! answer serialized) or [`reject`] produce the answer.
 //!
 //! Client: [`ClientRequest`] builds the request, and the [`ClientHandshake`]
 //! it returns reads and validates the server's answer.
@@ -151,7 +153,9 @@ pub(crate) fn single<'a>(
 /// Copy httparse's headers, parsed from `head`, into a `HeaderMap`.
 ///
 /// The head is copied once and every value is a slice of that copy, rather
-/// than one allocation per value (a browser sends a dozen headers).
+/// than one allocation per value (a browser sends a dozen headers). A value
+/// kept on its own keeps that copy alive: at most
+/// [`Limits::max_head_bytes`].
 pub(crate) fn to_header_map(
     head: &[u8],
     parsed: &[httparse::Header<'_>],
