@@ -372,6 +372,16 @@ CONTENDED_CELLS=0
 # User time from total and kernel time (empty if either is missing).
 user_part() { awk -v t="$1" -v k="$2" 'BEGIN { if (t != "" && k != "") print t - k }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "—"; else printf "%.2f×", a / b }'; }
+# The ratio, marked ≈ when ws is behind by less than the cell's spread (in %,
+# "" with one run): a gap the runs of one server show by themselves.
+ratio_vs_spread() {
+    awk -v a="$1" -v b="$2" -v spread="$3" 'BEGIN {
+        if (a == "" || b == "" || b == 0) { print "—"; exit }
+        r = a / b
+        printf "%.2f×", r
+        if (spread != "" && r < 1 && (1 - r) * 100 < spread) printf " ≈"
+    }'
+}
 
 {
     echo "# ws side-by-side benchmark, $STAMP"
@@ -426,7 +436,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) pri
         if [[ " $SERVERS " == *" ws "* ]]; then
             for s in $SERVERS; do
                 [[ "$s" == ws ]] && continue
-                row+=" $(ratio "${RATE[$cell|ws]:-}" "${RATE[$cell|$s]:-}") |"
+                row+=" $(ratio_vs_spread "${RATE[$cell|ws]:-}" "${RATE[$cell|$s]:-}" "$([[ "$RUNS" -gt 1 ]] && echo "$spread")") |"
             done
         fi
         [[ "$RUNS" -gt 1 ]] && spread+="%" || spread="—"
@@ -443,7 +453,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) pri
     echo "the generator spent ≥ ${CONTENDED_PCT}% of the window runnable but waiting for"
     echo "its core (another process was using it): throughput is disturbed,"
     echo "server CPU per message much less so. spread = largest difference"
-    echo "between runs of one server, relative to their mean."
+    echo "between runs of one server, relative to their mean. ≈ = ws is behind"
+    echo "by less than that spread: the runs of one server differ more than"
+    echo "that, so the gap is not a measured difference."
     if [[ " $SERVERS " == *" ws "* && " $SERVERS " == *" fastwebsockets "* ]]; then
         echo
         echo "## Server CPU per message: user space and kernel (µs, mean of runs)"
