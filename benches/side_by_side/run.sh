@@ -371,9 +371,8 @@ CONTENDED_CELLS=0
 
 # User time from total and kernel time (empty if either is missing).
 user_part() { awk -v t="$1" -v k="$2" 'BEGIN { if (t != "" && k != "") print t - k }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "—"; else printf "%.2f×", a / b }'; }
-# The ratio, marked ≈ when ws is behind by less than the cell's spread (in %,
-# "" with one run): a gap the runs of one server show by themselves.
+# a / b, marked ≈ when ws is behind by less than the cell's spread (in %, ""
+# for no mark): a gap the runs of one server show by themselves.
 ratio_vs_spread() {
     awk -v a="$1" -v b="$2" -v spread="$3" 'BEGIN {
         if (a == "" || b == "" || b == 0) { print "—"; exit }
@@ -382,6 +381,7 @@ ratio_vs_spread() {
         if (spread != "" && r < 1 && (1 - r) * 100 < spread) printf " ≈"
     }'
 }
+ratio() { ratio_vs_spread "$1" "$2" ""; }
 
 {
     echo "# ws side-by-side benchmark, $STAMP"

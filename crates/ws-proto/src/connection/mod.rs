@@ -146,14 +146,17 @@ impl PreparedMessage {
             Message::Ping(p) => (OpCode::Ping, p),
             Message::Pong(p) => (OpCode::Pong, p),
             Message::Close(f) => {
-                let mut b = BytesMut::new();
-                if let Some(mut f) = f {
-                    let mut reason = f.reason.to_string();
-                    truncate_utf8(&mut reason, crate::frame::MAX_CLOSE_REASON);
-                    f.reason = reason.into();
-                    f.encode_into(&mut b);
-                }
-                (OpCode::Close, b.freeze())
+                let body = match f {
+                    Some(mut f) => {
+                        let mut reason = f.reason.to_string();
+                        truncate_utf8(&mut reason, crate::frame::MAX_CLOSE_REASON);
+                        f.reason = reason.into();
+                        let (body, n) = f.encode();
+                        Bytes::copy_from_slice(&body[..n])
+                    }
+                    None => Bytes::new(),
+                };
+                (OpCode::Close, body)
             }
         };
         if opcode.is_control() {

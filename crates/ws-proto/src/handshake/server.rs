@@ -5,8 +5,8 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, Version};
 
 use super::{
     accept_value, check_partial, has_token, single, to_header_map, tokens, with_header_slots,
-    write_headers, Limits, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL,
-    SEC_WEBSOCKET_VERSION,
+    write_field, write_headers, Limits, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY,
+    SEC_WEBSOCKET_PROTOCOL, SEC_WEBSOCKET_VERSION,
 };
 use crate::error::HandshakeError;
 
@@ -270,22 +270,13 @@ impl UpgradeRequest {
         );
         out.extend_from_slice(&accept_value(self.key.as_bytes()));
         out.extend_from_slice(b"\r\n");
-        let mut field = |name: &HeaderName, value: &HeaderValue| {
-            out.extend_from_slice(name.as_str().as_bytes());
-            out.extend_from_slice(b": ");
-            out.extend_from_slice(value.as_bytes());
-            out.extend_from_slice(b"\r\n");
-        };
         if let Some(p) = &protocol {
-            field(&SEC_WEBSOCKET_PROTOCOL, p);
+            write_field(&SEC_WEBSOCKET_PROTOCOL, p, &mut out);
         }
         if let Some(ext) = &accept.extensions {
-            field(&super::SEC_WEBSOCKET_EXTENSIONS, ext);
+            write_field(&super::SEC_WEBSOCKET_EXTENSIONS, ext, &mut out);
         }
-        for (name, value) in &accept.headers {
-            field(name, value);
-        }
-        out.extend_from_slice(b"\r\n");
+        write_headers(&accept.headers, &mut out);
         Ok(out)
     }
 

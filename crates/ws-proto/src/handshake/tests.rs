@@ -63,6 +63,15 @@ fn upgrade(raw: &[u8]) -> Result<UpgradeRequest, HandshakeError> {
     UpgradeRequest::from_http(&request)
 }
 
+/// Parse a request head that must be valid and all of `raw`.
+fn whole_head(raw: &[u8]) -> http::Request<()> {
+    let (request, len) = parse_request_head(raw, &Limits::default())
+        .unwrap()
+        .expect("a whole head");
+    assert_eq!(len, raw.len());
+    request
+}
+
 /// The refusal for `err`, lowercased, for header checks.
 fn refusal(err: &HandshakeError) -> String {
     String::from_utf8(reject_error(err))
@@ -461,10 +470,7 @@ fn header_values_survive_parsing_byte_for_byte() {
     let mut raw = request_without("", &[("X-Empty", ""), ("X-Spaces", "a  b")]);
     raw.truncate(raw.len() - 2);
     raw.extend_from_slice(b"X-Latin: caf\xe9\r\nX-Last: end\r\n\r\n");
-    let (request, len) = parse_request_head(&raw, &Limits::default())
-        .unwrap()
-        .unwrap();
-    assert_eq!(len, raw.len());
+    let request = whole_head(&raw);
     let h = request.headers();
     assert_eq!(h["x-empty"], "");
     assert_eq!(h["x-spaces"], "a  b");
@@ -578,10 +584,7 @@ fn client_request_has_every_required_header() {
             )
             .into_handshake();
     assert!(bytes.starts_with(b"GET /chat?room=1 HTTP/1.1\r\n"));
-    let (req, len) = parse_request_head(&bytes, &Limits::default())
-        .unwrap()
-        .unwrap();
-    assert_eq!(len, bytes.len());
+    let req = whole_head(&bytes);
     let h = req.headers();
     assert_eq!(h["host"], "example.com:8080");
     assert_eq!(h["upgrade"], "websocket");
@@ -852,10 +855,7 @@ fn full_handshake_round_trip() {
 
     // Server: parse, validate, decide, answer; its first frame follows the
     // 101 in the same write.
-    let (request, len) = parse_request_head(&request_bytes, &Limits::default())
-        .unwrap()
-        .unwrap();
-    assert_eq!(len, request_bytes.len());
+    let request = whole_head(&request_bytes);
     let upgrade = UpgradeRequest::from_http(&request).unwrap();
     assert_eq!(upgrade.path(), "/chat");
     assert_eq!(upgrade.query(), Some("x=1"));
