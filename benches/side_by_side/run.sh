@@ -2,7 +2,7 @@
 # Side-by-side benchmark: `ws echo` against echo servers on tokio-tungstenite,
 # fastwebsockets and tokio-websockets, all driven by `ws bench`.
 #
-#   bash benches/side_by_side/run.sh            # full matrix (~30 min)
+#   bash benches/side_by_side/run.sh            # full matrix (~35 min)
 #   QUICK=1 bash benches/side_by_side/run.sh    # smoke test (~2 min)
 #
 # Each server runs alone on a single-threaded runtime pinned to core 0; the
@@ -15,14 +15,23 @@
 #
 # Settings (environment):
 #   QUICK=1           reduced matrix, 1 s cells, one run, 1000 idle connections
-#   DURATION=10       measured seconds per run      WARMUP=2  warm-up seconds
-#   RUNS=2            runs per cell and server (in turns)
+#   DURATION=5        measured seconds per run      WARMUP=1  warm-up seconds
+#   RUNS=4            runs per cell and server (in turns); ws is compared
+#                     with each peer run by run (ws's run against the peer's
+#                     run of the same round), and the median ratio reported
+#   SERVER_CPUS=0     CPUs (taskset list) the server is pinned to
+#   GEN_CPUS=1        CPUs the load generator is pinned to; with more than
+#   GEN_THREADS=      one, give it as many threads (the default) so it is
+#                     not the limit: on a machine with 4+ cores,
+#                     GEN_CPUS=1-3 leaves the servers as the bottleneck
 #   SERVERS="ws tungstenite fastwebsockets tokio-websockets"
 #   CELLS="16:1:1 1k:64:1 ..."  override the matrix (size:connections:pipeline)
 #   IDLE_CONNS=10000  IDLE_HOLD=DURATION   (0 skips the idle test)
-#   HS_CONNS=64       concurrent open/close loops   HS_DURATION=DURATION
+#   HS_CONNS=64       concurrent open/close loops   HS_DURATION=10
 #                     (HS_DURATION=0 skips the handshake test)
-#   GEN_BOUND_PCT=90  generator CPU (% of its core) from which a result is
+#   HS_RUNS=2         handshake runs per server (each starts with the
+#                     TIME_WAIT table drained, which takes up to a minute)
+#   GEN_BOUND_PCT=90  generator CPU (% of its cores) from which a result is
 #                     flagged as limited by the generator
 #   CONTENDED_PCT=5   run-queue wait (% of the window the server or the
 #                     generator was runnable but another process had its
@@ -47,9 +56,9 @@ if [[ "$QUICK" == 1 ]]; then
     IDLE_CONNS="${IDLE_CONNS:-1000}"
     DEFAULT_CELLS="16:1:1 16:64:1 1k:64:1 64k:64:1 1m:1:1 16:64:16"
 else
-    DURATION="${DURATION:-10}"
-    WARMUP="${WARMUP:-2}"
-    RUNS="${RUNS:-2}"
+    DURATION="${DURATION:-5}"
+    WARMUP="${WARMUP:-1}"
+    RUNS="${RUNS:-4}"
     IDLE_CONNS="${IDLE_CONNS:-10000}"
     DEFAULT_CELLS=""
     for s in 16 1k 64k 1m; do
@@ -63,7 +72,15 @@ fi
 CELLS="${CELLS:-$DEFAULT_CELLS}"
 IDLE_HOLD="${IDLE_HOLD:-$DURATION}"
 HS_CONNS="${HS_CONNS:-64}"
-HS_DURATION="${HS_DURATION:-$DURATION}"
+if [[ "$QUICK" == 1 ]]; then
+    HS_DURATION="${HS_DURATION:-$DURATION}"
+    HS_RUNS="${HS_RUNS:-1}"
+else
+    HS_DURATION="${HS_DURATION:-10}"
+    HS_RUNS="${HS_RUNS:-2}"
+fi
+SERVER_CPUS="${SERVER_CPUS:-0}"
+GEN_CPUS="${GEN_CPUS:-1}"
 GEN_BOUND_PCT="${GEN_BOUND_PCT:-90}"
 CONTENDED_PCT="${CONTENDED_PCT:-5}"
 SERVERS="${SERVERS:-ws tungstenite fastwebsockets tokio-websockets}"
@@ -109,13 +126,28 @@ done
 
 # --- pinning, limits ----------------------------------------------------------
 
+# How many CPUs a taskset list ("1", "1-3", "1,3-4") names.
+count_cpus() {
+    awk -v l="$1" 'BEGIN {
+        n = split(l, part, ",")
+        for (i = 1; i <= n; i++) {
+            if (split(part[i], r, "-") == 2) c += r[2] - r[1] + 1; else c++
+        }
+        print c
+    }'
+}
+GEN_NCPUS="$(count_cpus "$GEN_CPUS")"
+GEN_THREADS="${GEN_THREADS:-$GEN_NCPUS}"
 PIN_SERVER=()
 PIN_BENCH=()
 if command -v taskset >/dev/null && [[ "$(nproc --all 2>/dev/null || echo 1)" -ge 2 ]]; then
-    PIN_SERVER=(taskset -c 0)
-    PIN_BENCH=(taskset -c 1)
-    PIN_NOTE="server on core 0, generator on core 1 (taskset)"
+    taskset -c "$SERVER_CPUS" true 2>/dev/null || die "SERVER_CPUS=$SERVER_CPUS: no such CPUs"
+    taskset -c "$GEN_CPUS" true 2>/dev/null || die "GEN_CPUS=$GEN_CPUS: no such CPUs"
+    PIN_SERVER=(taskset -c "$SERVER_CPUS")
+    PIN_BENCH=(taskset -c "$GEN_CPUS")
+    PIN_NOTE="server on CPU $SERVER_CPUS, generator ($GEN_THREADS thread(s)) on CPU $GEN_CPUS (taskset)"
 else
+    GEN_NCPUS=1
     PIN_NOTE="UNPINNED: taskset missing or fewer than 2 cores; server and generator share CPUs"
     log "run.sh: warning: $PIN_NOTE"
 fi
@@ -208,7 +240,7 @@ bench() {
     local limit
     limit=$(awk -v d="$DURATION" -v w="$WARMUP" 'BEGIN { printf "%d", d + w + 90 }')
     if timeout "$limit" "${PIN_BENCH[@]}" "$WS_BIN" bench --url "$SERVER_URL" --json \
-        --server-pid "$SERVER_PID" "$@" >"$WORK/bench.out" 2>"$WORK/bench.err"; then
+        --threads "$GEN_THREADS" --server-pid "$SERVER_PID" "$@" >"$WORK/bench.out" 2>"$WORK/bench.err"; then
         tail -n 1 "$WORK/bench.out"
     else
         grep -v '^ws bench: [a-z]*, ' "$WORK/bench.err" | tail -n 3 >&2 || true
@@ -222,9 +254,12 @@ fmt_rate() { awk -v v="$1" 'BEGIN { if (v == "") print "—"; else if (v >= 1e6)
 fmt_num() { awk -v v="$1" 'BEGIN { if (v == "" || v == "null") print "?"; else if (v >= 100) printf "%.0f", v; else printf "%.2f", v }'; }
 fmt_pct() { awk -v v="$1" 'BEGIN { if (v == "" || v == "null") print "?"; else printf "%.0f%%", v }'; }
 mean() { awk '{ s += $1; n++ } END { if (n) printf "%.6g", s / n }'; }
+# The median of the numbers on stdin (the mean of the middle two for an
+# even count): one disturbed run does not move it.
+median() { sort -g | awk '{ v[n++] = $1 } END { if (n) printf "%.6g", (n % 2) ? v[(n - 1) / 2] : (v[n / 2 - 1] + v[n / 2]) / 2 }'; }
 max_of() { awk 'n == 0 || $1 > m { m = $1; n = 1 } END { if (n) print m }'; }
 
-declare -A RATE CPU SYS GEN GSYS WAIT SPREAD FAILED
+declare -A RATE CPU SYS GEN GSYS WAIT SPREAD FAILED RUN_RATE
 ANY_FAIL=0
 LOAD_START="$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')"
 START_TIME=$SECONDS
@@ -256,6 +291,7 @@ for cell in $CELLS; do
             printf '{"cell":"%s","server":"%s","run":%d,"result":%s}\n' \
                 "$cell" "$server" "$run" "$json" >>"$RAW"
             r="$(jget "$json" msgs_per_s)"
+            RUN_RATE["$key|$run"]="$r"
             RATES["$key"]+="$r"$'\n'
             CPUS["$key"]+="$(jget "$json" server_cpu_us_per_op)"$'\n'
             SYSS["$key"]+="$(jget "$json" server_sys_us_per_op)"$'\n'
@@ -269,9 +305,9 @@ for cell in $CELLS; do
         key="$cell|$server"
         rates="${RATES[$key]:-}"
         [[ -n "$rates" ]] || continue
-        RATE["$key"]="$(grep . <<<"$rates" | mean)"
-        CPU["$key"]="$(grep -v '^null$' <<<"${CPUS[$key]}" | grep . | mean || true)"
-        SYS["$key"]="$(grep -v '^null$' <<<"${SYSS[$key]}" | grep . | mean || true)"
+        RATE["$key"]="$(grep . <<<"$rates" | median)"
+        CPU["$key"]="$(grep -v '^null$' <<<"${CPUS[$key]}" | grep . | median || true)"
+        SYS["$key"]="$(grep -v '^null$' <<<"${SYSS[$key]}" | grep . | median || true)"
         GEN["$key"]="$(grep -v '^null$' <<<"${GENS[$key]}" | grep . | max_of || true)"
         GSYS["$key"]="$(grep -v '^null$' <<<"${GSYSS[$key]}" | grep . | mean || true)"
         WAIT["$key"]="$(grep -v '^null$' <<<"${WAITS[$key]}" | grep . | max_of || true)"
@@ -329,7 +365,7 @@ if [[ "$HS_DURATION" != 0 ]]; then
         cpus=""
         gens=""
         waits=""
-        for run in $(seq 1 "$RUNS"); do
+        for run in $(seq 1 "$HS_RUNS"); do
             wait_time_wait
             json="$(bench --mode handshake -c "$HS_CONNS" -d "$HS_DURATION" --warmup "$WARMUP")"
             if [[ -z "$json" || "$(jget "$json" ok)" != true ]]; then
@@ -346,8 +382,8 @@ if [[ "$HS_DURATION" != 0 ]]; then
         done
         stop_server
         if [[ -n "$rates" ]]; then
-            HS_RATE[$server]="$(grep . <<<"$rates" | mean)"
-            HS_CPU[$server]="$(grep -v '^null$' <<<"$cpus" | grep . | mean || true)"
+            HS_RATE[$server]="$(grep . <<<"$rates" | median)"
+            HS_CPU[$server]="$(grep -v '^null$' <<<"$cpus" | grep . | median || true)"
             HS_GEN[$server]="$(grep -v '^null$' <<<"$gens" | grep . | max_of || true)"
             HS_WAIT[$server]="$(grep -v '^null$' <<<"$waits" | grep . | max_of || true)"
         fi
@@ -365,23 +401,39 @@ peer_versions() {
     done | sed 's/, $//'
 }
 
-is_gen_bound() { awk -v g="${1:-0}" -v t="$GEN_BOUND_PCT" 'BEGIN { exit !(g >= t) }'; }
+# The generator's CPU is in % of one core, summed over its threads.
+is_gen_bound() { awk -v g="${1:-0}" -v t="$GEN_BOUND_PCT" -v n="$GEN_NCPUS" 'BEGIN { exit !(g >= t * n) }'; }
 is_contended() { awk -v w="${1:-0}" -v t="$CONTENDED_PCT" 'BEGIN { exit !(w >= t) }'; }
 CONTENDED_CELLS=0
 
 # User time from total and kernel time (empty if either is missing).
 user_part() { awk -v t="$1" -v k="$2" 'BEGIN { if (t != "" && k != "") print t - k }'; }
-# a / b, marked ≈ when ws is behind by less than the cell's spread (in %, ""
-# for no mark): a gap the runs of one server show by themselves.
-ratio_vs_spread() {
-    awk -v a="$1" -v b="$2" -v spread="$3" 'BEGIN {
+# a / b.
+ratio() {
+    awk -v a="$1" -v b="$2" 'BEGIN {
         if (a == "" || b == "" || b == 0) { print "—"; exit }
-        r = a / b
-        printf "%.2f×", r
-        if (spread != "" && r < 1 && (1 - r) * 100 < spread) printf " ≈"
+        printf "%.2f×", a / b
     }'
 }
-ratio() { ratio_vs_spread "$1" "$2" ""; }
+# ws against peer $2 in cell $1, round by round: ws's run r against the
+# peer's run r (they ran one after the other, so a drift of the machine
+# weighs on both), the median of those ratios, marked ≈ when ws is behind
+# in the median but ahead in at least one round: the rounds disagree, so
+# the gap is not a measured difference.
+paired_ratio() {
+    local run a b pairs=""
+    for run in $(seq 1 "$RUNS"); do
+        a="${RUN_RATE[$1|ws|$run]:-}"
+        b="${RUN_RATE[$1|$2|$run]:-}"
+        [[ -n "$a" && -n "$b" ]] && pairs+="$(awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.6g", a / b }')"$'\n'
+    done
+    pairs="$(grep . <<<"$pairs" || true)"
+    [[ -n "$pairs" ]] || { echo "—"; return; }
+    awk -v m="$(median <<<"$pairs")" -v hi="$(max_of <<<"$pairs")" 'BEGIN {
+        printf "%.2f×", m
+        if (m < 1 && hi >= 1) printf " ≈"
+    }'
+}
 
 {
     echo "# ws side-by-side benchmark, $STAMP"
@@ -389,10 +441,10 @@ ratio() { ratio_vs_spread "$1" "$2" ""; }
     echo "- machine: $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2 | sed 's/^ //' || echo '?'), $(nproc --all 2>/dev/null || echo '?') CPUs, Linux $(uname -r)"
     echo "- ws at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- crates 2>/dev/null || echo ' + uncommitted changes'); $(rustc --version 2>/dev/null || echo 'rustc ?'); peers: $(peer_versions)"
     echo "- $PIN_NOTE; every server single-threaded, TCP_NODELAY, backlog 1024"
-    echo "- ${DURATION} s measured after ${WARMUP} s warm-up, $RUNS run(s) per cell and server, servers in turns, fresh server per run; binary messages; every echo verified"
+    echo "- ${DURATION} s measured after ${WARMUP} s warm-up, $RUNS run(s) per cell and server, servers in turns, fresh server per run; binary messages; every echo verified; handshakes: $HS_RUNS run(s) of ${HS_DURATION} s per server"
     echo "- build: $BUILD_NOTE; load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?'); wall time $((SECONDS - START_TIME)) s"
     echo
-    echo "## Echo throughput (msgs/s, mean of runs)"
+    echo "## Echo throughput (msgs/s, median of runs)"
     echo
     header="| S | C | P |"
     rule="|---:|---:|---:|"
@@ -436,7 +488,7 @@ ratio() { ratio_vs_spread "$1" "$2" ""; }
         if [[ " $SERVERS " == *" ws "* ]]; then
             for s in $SERVERS; do
                 [[ "$s" == ws ]] && continue
-                row+=" $(ratio_vs_spread "${RATE[$cell|ws]:-}" "${RATE[$cell|$s]:-}" "$([[ "$RUNS" -gt 1 ]] && echo "$spread")") |"
+                row+=" $(paired_ratio "$cell" "$s") |"
             done
         fi
         [[ "$RUNS" -gt 1 ]] && spread+="%" || spread="—"
@@ -448,17 +500,18 @@ ratio() { ratio_vs_spread "$1" "$2" ""; }
     echo "ws / peer > 1 means ws echoed more messages per second. Server CPU is"
     echo "user + system time of the server process over the measured window"
     echo "divided by the messages echoed. † = the generator used ≥ ${GEN_BOUND_PCT}% of its"
-    echo "core in a run: the number may be limited by the generator, not the"
+    echo "$([[ "$GEN_NCPUS" -gt 1 ]] && echo "$GEN_NCPUS cores" || echo core) in a run: the number may be limited by the generator, not the"
     echo "server (compare server CPU per message instead). ‡ = the server or"
     echo "the generator spent ≥ ${CONTENDED_PCT}% of the window runnable but waiting for"
     echo "its core (another process was using it): throughput is disturbed,"
     echo "server CPU per message much less so. spread = largest difference"
-    echo "between runs of one server, relative to their mean. ≈ = ws is behind"
-    echo "by less than that spread: the runs of one server differ more than"
-    echo "that, so the gap is not a measured difference."
+    echo "between runs of one server, relative to their mean. ws / peer is the"
+    echo "median, over the rounds, of ws's run divided by the peer's run of the"
+    echo "same round. ≈ = ws is behind in that median but ahead in at least one"
+    echo "round: the rounds disagree, so the gap is not a measured difference."
     if [[ " $SERVERS " == *" ws "* && " $SERVERS " == *" fastwebsockets "* ]]; then
         echo
-        echo "## Server CPU per message: user space and kernel (µs, mean of runs)"
+        echo "## Server CPU per message: user space and kernel (µs, median of runs)"
         echo
         echo "| S | C | P | ws user | ws kernel | fastwebsockets user | fastwebsockets kernel | ws / fastwebsockets | ws kernel / fastwebsockets total | generator CPU (kernel) with ws |"
         echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
