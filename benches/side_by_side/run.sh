@@ -3,10 +3,10 @@
 # fastwebsockets and tokio-websockets, all driven by `ws bench`.
 #
 #   bash benches/side_by_side/run.sh            # full matrix (~35 min)
-#   QUICK=1 bash benches/side_by_side/run.sh    # smoke test (~2 min)
+#   QUICK=1 bash benches/side_by_side/run.sh    # smoke test (~3 min)
 #
 # Each server runs alone on a single-threaded runtime pinned to core 0; the
-# load generator is pinned to core 1. For every cell (message size S x
+# load generator is pinned to core 1 (SERVER_CPUS, GEN_CPUS below). For every cell (message size S x
 # connections C x messages in flight P) the servers take turns, RUNS rounds,
 # each run on a freshly started server. `ws bench` verifies every echo, and reads
 # the server's CPU time over the measured window from /proc/PID/stat and its
