@@ -147,10 +147,8 @@ impl PreparedMessage {
             Message::Pong(p) => (OpCode::Pong, p),
             Message::Close(f) => {
                 let body = match f {
-                    Some(mut f) => {
-                        let mut reason = f.reason.to_string();
-                        truncate_utf8(&mut reason, crate::frame::MAX_CLOSE_REASON);
-                        f.reason = reason.into();
+                    // Encoding cuts a long reason to whole characters.
+                    Some(f) => {
                         let (body, n) = f.encode();
                         Bytes::copy_from_slice(&body[..n])
                     }
@@ -921,7 +919,10 @@ impl Connection {
     fn fail(&mut self, err: ProtocolError) -> ProtocolError {
         if self.state == State::Open {
             let mut reason = err.to_string();
-            truncate_utf8(&mut reason, crate::frame::MAX_CLOSE_REASON);
+            reason.truncate(crate::frame::utf8_cut(
+                &reason,
+                crate::frame::MAX_CLOSE_REASON,
+            ));
             let frame = CloseFrame::new(err.close_code(), reason);
             self.write_close(Some(&frame));
             self.close.sent = Some(frame);
@@ -976,16 +977,6 @@ fn data_message(kind: DataKind, payload: Bytes) -> Message {
 
 fn no_status() -> CloseFrame {
     CloseFrame::new(CloseCode::NO_STATUS, "")
-}
-
-fn truncate_utf8(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
 }
 
 #[cfg(test)]

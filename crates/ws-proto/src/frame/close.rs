@@ -143,17 +143,30 @@ impl CloseFrame {
     }
 
     /// The encoded payload in a fixed array, without allocating: the code,
-    /// then the reason cut at [`MAX_CLOSE_REASON`] bytes (callers keep
-    /// reasons within it; §5.5 limits control payloads to 125 bytes).
-    /// Returns the array and the payload's length.
+    /// then the reason cut to the last whole character within
+    /// [`MAX_CLOSE_REASON`] bytes (§5.5 limits control payloads to 125
+    /// bytes, and §5.5.1 wants the reason UTF-8). Returns the array and the
+    /// payload's length.
     pub(crate) fn encode(&self) -> ([u8; 2 + MAX_CLOSE_REASON], usize) {
         let mut out = [0u8; 2 + MAX_CLOSE_REASON];
         out[..2].copy_from_slice(&self.code.0.to_be_bytes());
-        let reason = self.reason.as_bytes();
-        let n = reason.len().min(MAX_CLOSE_REASON);
-        out[2..2 + n].copy_from_slice(&reason[..n]);
+        let n = utf8_cut(&self.reason, MAX_CLOSE_REASON);
+        out[2..2 + n].copy_from_slice(&self.reason.as_bytes()[..n]);
         (out, 2 + n)
     }
+}
+
+/// The length of the longest prefix of `s` that is at most `max` bytes and
+/// ends on a character boundary.
+pub(crate) fn utf8_cut(s: &str, max: usize) -> usize {
+    if s.len() <= max {
+        return s.len();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    end
 }
 
 #[cfg(test)]
@@ -216,8 +229,12 @@ mod tests {
             let parsed = CloseFrame::parse(Bytes::copy_from_slice(&body[..n])).unwrap();
             assert_eq!(parsed, Some(frame));
         }
-        // A longer reason (callers never pass one) is cut, not a panic.
+        // A longer reason is cut to whole characters, not a panic.
         let long = CloseFrame::new(CloseCode::NORMAL, "x".repeat(300));
         assert_eq!(long.encode().1, 2 + MAX_CLOSE_REASON);
+        let long = CloseFrame::new(CloseCode::NORMAL, "é".repeat(100));
+        let (body, n) = long.encode();
+        assert_eq!(n, 2 + 122);
+        assert_eq!(std::str::from_utf8(&body[2..n]).unwrap(), "é".repeat(61));
     }
 }

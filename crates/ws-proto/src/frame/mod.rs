@@ -7,6 +7,7 @@
 mod close;
 mod mask;
 
+pub(crate) use close::utf8_cut;
 pub use close::{CloseCode, CloseFrame, MAX_CLOSE_REASON};
 pub use mask::{apply_mask, apply_mask_at, apply_mask_bytewise};
 
