@@ -499,21 +499,35 @@ impl Stream for WsReader {
                 this.shared.notify.notify_one();
                 return Poll::Ready(None);
             }
-            // Room for the rest of a frame whose length is known, at once,
-            // so a large frame is not copied again at every buffer growth.
-            let want = inner.core.read_hint().max(READ_RESERVE);
+            let hint = inner.core.read_hint();
             let buf = inner.core.read_buffer();
             let mut pooled = None;
             if buf.capacity() == 0 {
                 *buf = crate::pool::take();
                 pooled = Some(buf.as_ptr());
             }
-            if buf.capacity() - buf.len() < want / 2 {
-                buf.reserve(want);
+            let spare = buf.capacity() - buf.len();
+            if hint > spare && buf.len() + hint > READ_RESERVE {
+                // The rest of a frame whose length is known does not fit:
+                // move the part received into an allocation of exactly the
+                // frame's size, read the rest straight into it, and the
+                // frame's payload is that allocation, without another copy
+                // (ws-proto takes the whole buffer). The old buffer goes
+                // back to the pool for the next frames.
+                let mut frame = bytes::BytesMut::with_capacity(buf.len() + hint);
+                frame.extend_from_slice(buf);
+                let mut old = std::mem::replace(buf, frame);
+                old.clear();
+                let vetted = pooled.is_some_and(|p| p == old.as_ptr());
+                crate::pool::give(old, vetted);
+                pooled = None;
+            } else if spare < hint.max(READ_RESERVE / 2) {
+                buf.reserve(READ_RESERVE);
             }
             match tokio_util::io::poll_read_buf(Pin::new(&mut *io), cx, buf) {
                 Poll::Pending => {
-                    if buf.is_empty() {
+                    // (A buffer sized for a frame under way is kept.)
+                    if buf.is_empty() && hint == 0 {
                         let vetted = pooled == Some(buf.as_ptr());
                         crate::pool::give(std::mem::take(buf), vetted);
                     }

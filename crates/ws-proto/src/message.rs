@@ -7,9 +7,12 @@ use crate::utf8::Utf8Bytes;
 
 /// A WebSocket message (RFC 6455 §5.6 data, §5.5 control).
 ///
-/// Payloads are [`Bytes`], so a received message is a view into the read
-/// buffer (no copy for a message that arrived in one frame) and a message
-/// can be sent to many connections without copying it.
+/// Payloads are [`Bytes`], so a message can be sent to many connections
+/// without copying it, and a large received message that arrived in one
+/// frame is a view into the read buffer (no copy). A received payload of
+/// 4 KiB or less is copied into an allocation of its own size, so keeping
+/// messages (a chat history, a cache) costs what they hold, never the read
+/// buffers they arrived in.
 ///
 /// ```
 /// use ws_proto::Message;

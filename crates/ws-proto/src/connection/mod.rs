@@ -15,6 +15,13 @@ use crate::frame::{
 use crate::message::{DataKind, Fragment, Message};
 use crate::utf8::{Utf8Bytes, Utf8Validator};
 
+/// Payloads up to this size are copied out of the read buffer into an
+/// allocation of their own. A payload split off the buffer instead shares
+/// the buffer's whole allocation for as long as the application keeps it:
+/// a kept 16-byte message would hold a read buffer of several KiB. Copying
+/// a few KiB costs less than the allocation it comes with.
+const COPY_OUT_MAX: usize = 4096;
+
 /// Which end of the connection we are. Clients mask what they send and
 /// expect unmasked frames; servers the reverse (§5.1).
 ///
@@ -360,7 +367,9 @@ impl Connection {
     /// How many more bytes the frame being received still needs, when its
     /// header has arrived (0 otherwise): an I/O layer can make room for all
     /// of it at once instead of growing its buffer read by read. Never more
-    /// than [`Config::max_frame_size`].
+    /// than [`Config::max_frame_size`]. When the read buffer's capacity is
+    /// exactly what it holds plus this hint, the frame's payload becomes
+    /// that whole buffer, with no copy and no spare room kept alive by it.
     pub fn read_hint(&self) -> usize {
         match self.frame {
             Some(f) if !f.discard && self.state != State::Closed => {
@@ -488,12 +497,29 @@ impl Connection {
                 return self.check_eof();
             }
             self.frame = None;
-            let payload = self.rbuf.split_to(len).freeze();
+            let payload = self.take_payload(len);
             match self.on_frame(frame.header, payload) {
                 Ok(Some(event)) => return Ok(Some(event)),
                 Ok(None) => {}
                 Err(e) => return Err(self.fail(e)),
             }
+        }
+    }
+
+    /// The next `len` received bytes, as a payload whose allocation holds
+    /// little else for it to keep alive: the whole buffer when it holds
+    /// exactly this payload (an I/O layer sized it to the frame, see
+    /// [`read_hint`](Self::read_hint)), a copy when it is small, else split
+    /// off the buffer without a copy.
+    fn take_payload(&mut self, len: usize) -> Bytes {
+        if len == self.rbuf.capacity() {
+            std::mem::take(&mut self.rbuf).freeze()
+        } else if len <= COPY_OUT_MAX {
+            let payload = Bytes::copy_from_slice(&self.rbuf[..len]);
+            self.rbuf.advance(len);
+            payload
+        } else {
+            self.rbuf.split_to(len).freeze()
         }
     }
 
@@ -761,7 +787,8 @@ impl Connection {
             }
         };
         // The common case: a whole uncompressed message in one frame, handed
-        // over without a copy. Its UTF-8 was checked as it arrived.
+        // over as it is (see `take_payload`). Its UTF-8 was checked as it
+        // arrived.
         if fin && header.opcode != OpCode::Continuation && header.rsv == 0 {
             let kind = kind_of(header.opcode);
             if kind == DataKind::Text {

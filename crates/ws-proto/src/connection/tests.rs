@@ -6,6 +6,7 @@
 
 mod closing;
 mod errors;
+mod payload_memory;
 mod rfc_examples;
 
 use bytes::Buf;

@@ -1,0 +1,79 @@
+//! What a received payload keeps alive: an application may hold messages
+//! for as long as it likes, so a small payload must not hold the read
+//! buffer it arrived in.
+
+use bytes::{Bytes, BytesMut};
+
+use super::*;
+
+fn binary_payload(event: Event) -> Bytes {
+    match event {
+        Event::Message(Message::Binary(b)) => b,
+        other => panic!("expected a binary message, got {other:?}"),
+    }
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i * 7 % 256) as u8).collect()
+}
+
+#[test]
+fn small_payloads_are_copied_out_of_the_read_buffer() {
+    let mut conn = Connection::new(Role::Server, Default::default());
+    let mut input = Vec::new();
+    for len in [0, 16, 4096] {
+        input.extend(peer_frame(Role::Server, 0x82, &pattern(len)));
+    }
+    // Half of another frame stays in the buffer, which stays alive.
+    input.extend_from_slice(&peer_frame(Role::Server, 0x82, &[1; 100])[..50]);
+    conn.receive_data(&input);
+    for len in [0, 16, 4096] {
+        let payload = binary_payload(conn.poll_event().unwrap().unwrap());
+        assert_eq!(payload, pattern(len));
+        // (An empty payload is a static empty `Bytes`: it holds nothing.)
+        assert!(
+            len == 0 || payload.is_unique(),
+            "{len} B payload shares the buffer"
+        );
+    }
+    assert_eq!(conn.poll_event().unwrap(), None);
+}
+
+#[test]
+fn a_large_payload_is_split_off_the_buffer_without_a_copy() {
+    let mut conn = Connection::new(Role::Server, Default::default());
+    let mut input = peer_frame(Role::Server, 0x82, &pattern(10_000));
+    input.extend(peer_frame(Role::Server, 0x82, b"next"));
+    conn.receive_data(&input);
+    let payload = binary_payload(conn.poll_event().unwrap().unwrap());
+    assert_eq!(payload, pattern(10_000));
+    assert!(!payload.is_unique(), "shares the read buffer's allocation");
+    let next = binary_payload(conn.poll_event().unwrap().unwrap());
+    assert_eq!(next, &b"next"[..]);
+}
+
+/// What ws-net does with `read_hint`: a buffer of exactly the frame's size,
+/// read into in pieces, becomes the payload itself.
+#[test]
+fn a_buffer_sized_to_the_frame_becomes_the_payload() {
+    let mut conn = Connection::new(Role::Server, Default::default());
+    let frame = peer_frame(Role::Server, 0x82, &pattern(100_000));
+    conn.receive_data(&frame[..3000]);
+    assert_eq!(conn.poll_event().unwrap(), None);
+    let hint = conn.read_hint();
+    let buf = conn.read_buffer();
+    assert_eq!(buf.len() + hint, 100_000, "the header was consumed");
+    let mut exact = BytesMut::with_capacity(buf.len() + hint);
+    exact.extend_from_slice(buf);
+    *buf = exact;
+    let base = buf.as_ptr();
+    for piece in frame[3000..].chunks(30_000) {
+        assert_eq!(conn.poll_event().unwrap(), None);
+        conn.read_buffer().extend_from_slice(piece);
+    }
+    let payload = binary_payload(conn.poll_event().unwrap().unwrap());
+    assert_eq!(payload, pattern(100_000));
+    assert_eq!(payload.as_ptr(), base, "no copy");
+    assert!(payload.is_unique());
+    assert_eq!(conn.read_buffer().capacity(), 0, "the buffer went with it");
+}
