@@ -413,7 +413,18 @@ impl Connection {
     /// [`Closing`](State::Closing) (still reading, to find the peer's close
     /// frame) or [`Closed`](State::Closed), and later calls return
     /// `Ok(None)`. An error is reported once.
+    #[inline]
     pub fn poll_event(&mut self) -> Result<Option<Event>, ProtocolError> {
+        // Nothing buffered between frames, the common case when an I/O
+        // layer asks before reading: answered without the decoder's call.
+        if self.rbuf.is_empty() && self.frame.is_none() && !self.eof && self.state != State::Closed
+        {
+            return Ok(None);
+        }
+        self.decode_event()
+    }
+
+    fn decode_event(&mut self) -> Result<Option<Event>, ProtocolError> {
         loop {
             if self.state == State::Closed {
                 self.rbuf.clear();
