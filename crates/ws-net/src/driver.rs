@@ -298,12 +298,14 @@ fn on_orphan_read(shared: &Shared, read: Option<std::io::Result<usize>>, buf: &m
 /// frame, sends nothing more, so no unread input can turn the close into a
 /// reset. One `close` call, as a server that simply drops its socket makes.
 ///
-/// Otherwise: shut down our sending side (FIN after the close frame, or a
-/// TLS close_notify), then, if the driver holds the read half, linger: read
-/// and discard until the peer closes too, for at most [`LINGER`]. Closing a
-/// socket with unread input makes the kernel send a reset, which can
-/// destroy our close frame before the peer has read it; and a client waits
-/// for the server's end of file (§7.1.1).
+/// Otherwise (a client, a connection we failed, whose peer may be in the
+/// middle of a message, a timeout, TLS): shut down our sending side (FIN
+/// after the close frame, or a TLS close_notify), then, if the driver holds
+/// the read half, linger: read and discard until the peer closes too, for
+/// at most [`LINGER`]. Closing a socket with unread input makes the kernel
+/// send a reset, which can destroy our close frame before the peer has read
+/// it (a browser then reports 1006, not our code); and a client waits for
+/// the server's end of file (§7.1.1).
 async fn finish(
     shared: &Shared,
     io: Option<WriteHalf>,
@@ -314,9 +316,12 @@ async fn finish(
     let at_once = {
         let mut inner = shared.lock();
         inner.terminated = true;
+        // Only once the peer's close frame arrived: a connection we failed
+        // is closed without it, while the peer may still be sending.
         let at_once = err.is_none()
             && inner.core.role() == Role::Server
-            && inner.core.state() == State::Closed;
+            && inner.core.state() == State::Closed
+            && inner.core.close_info().received.is_some();
         if let Some(e) = err {
             tracing::debug!(error = %e, "closing transport");
             inner.fatal.get_or_insert(e);

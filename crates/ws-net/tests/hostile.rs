@@ -104,6 +104,40 @@ async fn header_announcing_2_pow_63_gets_1009_at_once() {
     );
 }
 
+/// A peer still sending when the server fails the connection (a browser
+/// uploading a message over the limit) reads the close frame and a clean
+/// end: the server shuts down its side and discards input for a while.
+/// Closing the socket with input unread would make the kernel answer with
+/// a reset, and a browser then reports 1006 instead of the 1009 sent.
+#[tokio::test]
+async fn a_peer_still_sending_when_failed_gets_the_close_and_no_reset() {
+    let (addr, server) = server(Config::default()).await;
+    let mut tcp = raw_client(addr).await;
+    // A frame over the 16 MiB frame limit, and the start of its payload.
+    let mut data = vec![0x82, 0xff];
+    data.extend_from_slice(&(32u64 << 20).to_be_bytes());
+    data.extend_from_slice(&[0, 0, 0, 0]);
+    data.extend(vec![0u8; 256 * 1024]);
+    tcp.write_all(&data).await.unwrap();
+    assert_eq!(read_close_code(&mut tcp).await, 1009);
+    let err = within(server).await.unwrap().unwrap();
+    assert!(
+        matches!(err, Error::Protocol(ProtocolError::FrameTooBig { .. })),
+        "{err:?}"
+    );
+    // Still sending, as the peer has not read the close yet: no reset.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    within(tcp.write_all(&vec![0u8; 256 * 1024]))
+        .await
+        .expect("the server discards input after its close frame");
+    tcp.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    within(tcp.read_to_end(&mut rest))
+        .await
+        .expect("a clean end of file, not a reset");
+    assert!(rest.is_empty(), "{rest:x?}");
+}
+
 #[tokio::test]
 async fn endless_fragmented_message_gets_1009_past_the_limit() {
     let mut config = Config::default();
