@@ -1,20 +1,30 @@
 #!/usr/bin/env bash
 # Interop tests: our `ws` binary against peers written elsewhere, Python's
 # `websockets` and Node's `ws`, in both directions (their client against
-# `ws echo`, their servers against `ws connect`).
+# `ws echo`, their servers against `ws connect`), and a real headless
+# Chromium whose own `WebSocket` API talks to `ws echo` from a page served
+# on a 127.0.0.1 http origin (browsers are the main peer of a server).
 #
 #   bash tests/interop/run.sh            # everything
-#   bash tests/interop/run.sh python     # one suite (python | node)
+#   bash tests/interop/run.sh chromium   # one suite (python | node | chromium)
 #
-# Installs what it needs (idempotent), builds `ws`, prints one line per test
-# (`ok NAME` or `FAIL NAME: reason`), ends with `N passed, M failed` and exits
-# non-zero if anything failed. Progress and tool output go to stderr.
+# Installs what it needs (idempotent): websockets in a venv, ws@8 and
+# playwright-core from npm, and Debian's `chromium` package with apt-get
+# (as root) when /usr/bin/chromium is missing; playwright-core only drives
+# that browser, nothing is downloaded from Playwright's CDN. A failed
+# install is a FAIL line, never a skipped suite.
+#
+# Builds `ws`, prints one line per test (`ok NAME` or `FAIL NAME: reason`),
+# ends with `N passed, M failed` and exits non-zero if anything failed.
+# Progress and tool output go to stderr. Each suite is bounded by
+# suite_limit below (the chromium suite takes about 20 s once installed).
 #
 # Environment:
 #   CARGO_TARGET_DIR         where `ws` is built (default ~/.cache/ws-target)
 #   WS_BIN                   use this `ws` binary instead of building one
 #   WS_INTEROP_CACHE         venv and node_modules (default ~/.cache/ws-interop)
-#   WS_INTEROP_UPGRADE=1     reinstall the latest websockets / ws@8 anyway
+#   WS_INTEROP_UPGRADE=1     reinstall the latest websockets / ws@8 /
+#                            playwright-core@1 anyway (not chromium)
 #   WS_INTEROP_TEST_TIMEOUT  per-test limit in seconds (default 20)
 #   WS_INTEROP_FILTER        run only tests whose name contains this
 #   PYTHON                   the python3 used to create the venv
@@ -26,16 +36,19 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ws-target}"
 cache="${WS_INTEROP_CACHE:-$HOME/.cache/ws-interop}"
 venv="$cache/venv"
 node_dir="$cache/node"
+playwright_dir="$cache/playwright"
+chromium_bin=/usr/bin/chromium
 python="${PYTHON:-python3}"
 suite_limit=240 # seconds; a backstop, each test has its own timeout
 install_limit=300
+apt_limit=900 # apt-get update + install chromium, each
 
 suites=("$@")
-[ ${#suites[@]} -eq 0 ] && suites=(python node)
+[ ${#suites[@]} -eq 0 ] && suites=(python node chromium)
 for s in "${suites[@]}"; do
   case "$s" in
-    python | node) ;;
-    *) echo "usage: $0 [python] [node]" >&2; exit 2 ;;
+    python | node | chromium) ;;
+    *) echo "usage: $0 [python] [node] [chromium]" >&2; exit 2 ;;
   esac
 done
 want() { local s; for s in "${suites[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
@@ -99,6 +112,36 @@ setup_node() {
     { fail "node/setup: npm install ws@8 failed"; return 1; }
 }
 
+# ---- Chromium (Debian's package), driven by playwright-core ----------------------
+setup_chromium() {
+  command -v node >/dev/null || { fail "chromium/setup: node not found"; return 1; }
+  if [ ! -x "$chromium_bin" ]; then
+    command -v apt-get >/dev/null ||
+      { fail "chromium/setup: $chromium_bin is missing and there is no apt-get to install it"; return 1; }
+    [ "$(id -u)" -eq 0 ] ||
+      { fail "chromium/setup: $chromium_bin is missing; installing it with apt-get needs root"; return 1; }
+    log "installing Debian's chromium package (apt-get, up to ${apt_limit} s per step)"
+    timeout "$apt_limit" apt-get update >&2 ||
+      { fail "chromium/setup: apt-get update failed"; return 1; }
+    DEBIAN_FRONTEND=noninteractive timeout "$apt_limit" \
+      apt-get install -y --no-install-recommends chromium >&2 ||
+      { fail "chromium/setup: apt-get install chromium failed"; return 1; }
+    [ -x "$chromium_bin" ] ||
+      { fail "chromium/setup: apt-get installed chromium but $chromium_bin is not there"; return 1; }
+  fi
+  if [ "${WS_INTEROP_UPGRADE:-0}" != 1 ] &&
+    node -e 'process.exit(require(process.argv[1]).version.startsWith("1.") ? 0 : 1)' \
+      "$playwright_dir/node_modules/playwright-core/package.json" 2>/dev/null; then
+    return 0
+  fi
+  command -v npm >/dev/null || { fail "chromium/setup: npm not found"; return 1; }
+  log "installing playwright-core@1 from npm into $playwright_dir (no browser download)"
+  mkdir -p "$playwright_dir"
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 timeout "$install_limit" \
+    npm install --prefix "$playwright_dir" --no-audit --no-fund --loglevel=error playwright-core@1 >&2 ||
+    { fail "chromium/setup: npm install playwright-core@1 failed"; return 1; }
+}
+
 # ---- running a suite -----------------------------------------------------------
 # run_suite NAME CMD...: stream its ok/FAIL lines; a crash or a run over the
 # limit becomes a FAIL line of its own.
@@ -129,6 +172,11 @@ if [ -n "$WS_BIN" ]; then
   if want node && setup_node; then
     export WS_INTEROP_NODE_DIR="$node_dir"
     run_suite node node "$here/node_interop.mjs"
+  fi
+  if want chromium && setup_chromium; then
+    export WS_INTEROP_PLAYWRIGHT_DIR="$playwright_dir" WS_INTEROP_CHROMIUM="$chromium_bin"
+    log "chromium: $("$chromium_bin" --version 2>/dev/null | head -n 1)"
+    run_suite chromium node "$here/chromium_interop.mjs"
   fi
 fi
 
