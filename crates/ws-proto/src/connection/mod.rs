@@ -508,7 +508,8 @@ impl Connection {
                 return self.check_eof();
             }
             self.frame = None;
-            let payload = self.take_payload(len);
+            let kept = self.payload_is_delivered(&frame.header);
+            let payload = self.take_payload(len, kept);
             match self.on_frame(frame.header, payload) {
                 Ok(Some(event)) => return Ok(Some(event)),
                 Ok(None) => {}
@@ -517,15 +518,29 @@ impl Connection {
         }
     }
 
-    /// The next `len` received bytes, as a payload whose allocation holds
-    /// little else for it to keep alive: the whole buffer when it holds
-    /// exactly this payload (an I/O layer sized it to the frame, see
+    /// Whether a frame's payload reaches the application as it is, where it
+    /// may be kept: control frames, a whole uncompressed message in one
+    /// frame, uncompressed fragments when fragments are delivered. Other
+    /// payloads are inflated or appended to a message, then dropped.
+    fn payload_is_delivered(&self, h: &FrameHeader) -> bool {
+        let compressed = match h.opcode {
+            OpCode::Continuation => self.message.as_ref().is_some_and(|m| m.compressed),
+            _ => h.rsv & RSV1 != 0,
+        };
+        let whole = h.fin && h.opcode != OpCode::Continuation;
+        h.opcode.is_control() || (!compressed && (whole || self.config.deliver_fragments))
+    }
+
+    /// The next `len` received bytes, as a payload. One the application
+    /// may keep (`kept`) holds little else alive: the whole buffer when it
+    /// holds exactly this payload (an I/O layer sized it to the frame, see
     /// [`read_hint`](Self::read_hint)), a copy when it is small, else split
-    /// off the buffer without a copy.
-    fn take_payload(&mut self, len: usize) -> Bytes {
+    /// off the buffer without a copy. One used and dropped at once is split
+    /// off.
+    fn take_payload(&mut self, len: usize, kept: bool) -> Bytes {
         if len == self.rbuf.capacity() {
             std::mem::take(&mut self.rbuf).freeze()
-        } else if len <= COPY_OUT_MAX {
+        } else if kept && len <= COPY_OUT_MAX {
             let payload = Bytes::copy_from_slice(&self.rbuf[..len]);
             self.rbuf.advance(len);
             payload
