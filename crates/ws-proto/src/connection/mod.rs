@@ -358,8 +358,11 @@ impl Connection {
     }
 
     /// The read buffer, for an I/O layer that reads straight into it
-    /// (saving a copy). Only append to it; the bytes already in it are the
-    /// connection's.
+    /// (saving a copy). Only append to it: the bytes already in it are the
+    /// connection's. It may also be replaced by a buffer holding the same
+    /// bytes, for example one with room for exactly the rest of the frame
+    /// (see [`read_hint`](Self::read_hint)), or an empty one by another
+    /// empty one (a pool of buffers for idle connections).
     pub fn read_buffer(&mut self) -> &mut BytesMut {
         &mut self.rbuf
     }
