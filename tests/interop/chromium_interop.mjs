@@ -600,6 +600,21 @@ test('no-deflate-server', async () => {
   expect(relay.rec.downBytes > r.bytes, `${relay.rec.downBytes} bytes came back for a ${r.bytes}-byte message without compression`);
 });
 
+test('subprotocol-selected', async () => {
+  // A page that asks for subprotocols connects only if the server selects
+  // one of them: `ws echo --protocol` selects the page's first supported.
+  const srv = await startEcho(['--protocol', 'chat.v1', '--protocol', 'superchat']);
+  const p = await newPage();
+  const r = await p.run(async (url) => {
+    const { Conn } = window.lib;
+    const c = await Conn.open(url, ['superchat', 'chat.v1']);
+    await c.roundtrip('hello');
+    await c.closeNormally();
+    return { protocol: c.ws.protocol };
+  }, srv.url);
+  expect(r.protocol === 'superchat', `ws.protocol is ${JSON.stringify(r.protocol)}, expected 'superchat'`);
+});
+
 // ---- ordering, throughput, many connections ----------------------------
 
 test('pipelined-1000-in-order', async () => {

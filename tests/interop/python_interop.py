@@ -129,13 +129,16 @@ UNICODE_SAMPLES = [
 
 
 class EchoServer:
-    """`ws echo --listen 127.0.0.1:0` for the duration of an async with."""
+    """`ws echo --listen 127.0.0.1:0 [ARGS]` for the duration of an async with."""
+
+    def __init__(self, *args):
+        self.args = args
 
     async def __aenter__(self):
         self.stderr = tempfile.TemporaryFile()
-        step("starting ws echo")
+        step(" ".join(("starting ws echo",) + self.args))
         self.proc = await asyncio.create_subprocess_exec(
-            WS_BIN, "echo", "--listen", f"{HOST}:0",
+            WS_BIN, "echo", "--listen", f"{HOST}:0", *self.args,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=self.stderr,
@@ -605,6 +608,19 @@ async def _():
     async with EchoServer() as srv:
         async with py_connect(srv.url, subprotocols=["chat", "superchat"]) as ws:
             expect(ws.subprotocol is None, f"ws echo selected {ws.subprotocol!r}")
+            await roundtrip(ws, "hello")
+            await close_normally(ws)
+
+
+@test("client/subprotocol-selected")
+async def _():
+    async with EchoServer("--protocol", "chat.v1", "--protocol", "superchat") as srv:
+        async with py_connect(srv.url, subprotocols=["superchat", "chat.v1"]) as ws:
+            expect(ws.subprotocol == "superchat", f"ws echo selected {ws.subprotocol!r}, expected the client's first choice 'superchat'")
+            await roundtrip(ws, "hello")
+            await close_normally(ws)
+        async with py_connect(srv.url, subprotocols=["other"]) as ws:
+            expect(ws.subprotocol is None, f"ws echo selected {ws.subprotocol!r} though it supports none offered")
             await roundtrip(ws, "hello")
             await close_normally(ws)
 

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
+use ws_net::server::Accept;
 use ws_net::{CloseCode, Config, WsWriter};
 
 #[derive(clap::Args)]
@@ -21,6 +22,11 @@ pub struct Args {
     /// Do not accept permessage-deflate (compression is on by default).
     #[arg(long)]
     no_deflate: bool,
+    /// A subprotocol to select when a client offers it (repeat for more;
+    /// the client's order of preference decides). Without it, none is
+    /// selected, and a browser that asks for one refuses the connection.
+    #[arg(long = "protocol", value_name = "NAME")]
+    protocols: Vec<String>,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -35,7 +41,8 @@ pub fn run(args: Args) -> ExitCode {
     if !args.no_deflate {
         config.deflate = Some(Default::default());
     }
-    match rt.block_on(serve(args.listen, config)) {
+    let protocols: Arc<[String]> = args.protocols.into();
+    match rt.block_on(serve(args.listen, config, protocols)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ws echo: {e}");
@@ -59,7 +66,7 @@ fn lock(registry: &Shared) -> std::sync::MutexGuard<'_, Registry> {
     registry.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn serve(addr: SocketAddr, config: Config) -> std::io::Result<()> {
+async fn serve(addr: SocketAddr, config: Config, protocols: Arc<[String]>) -> std::io::Result<()> {
     let listener = ws_net::server::bind(addr).await?;
     println!("listening on ws://{}", listener.local_addr()?);
     std::io::stdout().flush()?;
@@ -80,10 +87,11 @@ async fn serve(addr: SocketAddr, config: Config) -> std::io::Result<()> {
                     }
                 };
                 let config = config.clone();
+                let protocols = protocols.clone();
                 let registry = registry.clone();
                 let live = live.clone();
                 tokio::spawn(async move {
-                    echo(tcp, config, registry).await;
+                    echo(tcp, config, &protocols, registry).await;
                     drop(live);
                 });
             }
@@ -110,9 +118,14 @@ async fn serve(addr: SocketAddr, config: Config) -> std::io::Result<()> {
 
 const SHUTTING_DOWN: &str = "server shutting down";
 
-async fn echo(tcp: TcpStream, config: Config, registry: Shared) {
+async fn echo(tcp: TcpStream, config: Config, protocols: &[String], registry: Shared) {
     let _ = tcp.set_nodelay(true);
-    let mut ws = match ws_net::server::accept(tcp, config).await {
+    let accepted = ws_net::server::accept_with(tcp, config, |req| {
+        let mut accept = Accept::default();
+        accept.protocol = req.select_protocol(protocols).map(str::to_owned);
+        Ok(accept)
+    });
+    let mut ws = match accepted.await {
         Ok(ws) => ws,
         Err(e) => {
             tracing::debug!(error = %e, "handshake failed");
