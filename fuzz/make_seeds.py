@@ -182,6 +182,13 @@ def handshake_response():
         "101-extension",
         response(ok + b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n", flags=4),
     )
+    # The token beside a list element with obs-text: still an upgrade (a
+    # case the fuzzer found where the target's own check disagreed).
+    write(
+        t,
+        "101-connection-obs-text",
+        response(ok.replace(b"Connection: Upgrade", b"Connection: \xe0\xd8,,, Upgrade") + b"\r\n"),
+    )
     # §1.3's accept value: right for §1.2's key, wrong for ours.
     write(t, "101-rfc-accept", response(ok.replace(b"{accept}", b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") + b"\r\n"))
     write(
