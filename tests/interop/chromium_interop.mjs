@@ -26,6 +26,9 @@ import { accessSync, constants as fsConstants } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
+import {
+  Failure, defer, expect, runTests, setupFail as harnessSetupFail, step, stepNow, tests, withTimeout,
+} from './harness.mjs';
 
 const WS_BIN = process.env.WS_BIN;
 const PLAYWRIGHT_DIR = process.env.WS_INTEROP_PLAYWRIGHT_DIR;
@@ -35,10 +38,7 @@ const FILTER = process.env.WS_INTEROP_FILTER || '';
 const PREFIX = 'chromium';
 const HOST = '127.0.0.1';
 
-function setupFail(reason) {
-  console.log(`FAIL ${PREFIX}/setup: ${reason}`);
-  process.exit(1);
-}
+const setupFail = (reason) => harnessSetupFail(PREFIX, reason);
 
 for (const [what, file] of [['WS_BIN', WS_BIN], ['WS_INTEROP_CHROMIUM', CHROMIUM]]) {
   if (!file) setupFail(`${what} is not set`);
@@ -62,24 +62,7 @@ try {
 // Node-side helpers
 // ---------------------------------------------------------------------------
 
-class Failure extends Error {}
-
-let currentStep = 'start';
-const step = (s) => { currentStep = s; };
-const expect = (cond, text) => { if (!cond) throw new Failure(text); };
 const note = (text) => process.stderr.write(`# ${text}\n`);
-
-function withTimeout(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => { timer = setTimeout(() => reject(new Failure(`${what}: nothing within ${ms / 1000} s`)), ms); }),
-  ]).finally(() => clearTimeout(timer));
-}
-
-// Per-test cleanups (pages, processes, relays), run after every test.
-let cleanups = [];
-const defer = (fn) => cleanups.push(fn);
 
 // Start `ws echo --listen 127.0.0.1:0 ARGS`; resolves once it prints its
 // address. Stopped after the current test unless `keep` (the shared one).
@@ -412,8 +395,7 @@ async function newPage() {
 // Tests
 // ---------------------------------------------------------------------------
 
-const TESTS = [];
-const test = (name, fn) => TESTS.push([`${PREFIX}/${name}`, fn]);
+const test = tests(PREFIX);
 
 test('handshake-on-the-wire', async () => {
   // What Chromium really sends and what `ws echo` answers, seen by a
@@ -795,39 +777,13 @@ async function teardown() {
   }
 }
 
-let failed = 0;
 try {
   await withTimeout(setup(), 60000, 'setup');
 } catch (e) {
   await teardown();
-  setupFail(`${e.message} while ${currentStep}`.replace(/\n/g, ' '));
+  setupFail(`${e.message} while ${stepNow()}`.replace(/\n/g, ' '));
 }
 note(`node ${process.version}, playwright-core ${playwrightVersion}, ${CHROMIUM} ${browser.version()}, ws binary ${WS_BIN}, page origin ${pageServer.origin}, shared ws echo at ${shared.url}`);
-for (const [name, fn] of TESTS) {
-  if (FILTER && !name.includes(FILTER)) continue;
-  step('start');
-  cleanups = [];
-  let timer;
-  try {
-    await Promise.race([
-      fn(),
-      new Promise((_, reject) => { timer = setTimeout(() => reject(new Failure(`timed out after ${TEST_TIMEOUT / 1000} s while ${currentStep}`)), TEST_TIMEOUT); }),
-    ]);
-    console.log(`ok ${name}`);
-  } catch (e) {
-    failed++;
-    const msg = e instanceof Failure ? e.message : `${e && e.name}: ${e && e.message} while ${currentStep}`;
-    console.log(`FAIL ${name}: ${msg.replace(/\n/g, ' ')}`);
-  } finally {
-    clearTimeout(timer);
-    for (const c of cleanups.reverse()) {
-      try {
-        await withTimeout(Promise.resolve().then(c), 20000, 'cleanup');
-      } catch (e) {
-        note(`cleanup after ${name}: ${e.message}`);
-      }
-    }
-  }
-}
+const failed = await runTests({ filter: FILTER, timeoutMs: TEST_TIMEOUT });
 await teardown();
 process.exit(failed ? 1 : 0);

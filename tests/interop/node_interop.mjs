@@ -18,6 +18,9 @@ import { createRequire } from 'node:module';
 import { createHash, randomBytes } from 'node:crypto';
 import { accessSync, constants as fsConstants } from 'node:fs';
 import path from 'node:path';
+import {
+  Failure, defer, expect, runTests, setupFail as harnessSetupFail, step, tests, withTimeout,
+} from './harness.mjs';
 
 const WS_BIN = process.env.WS_BIN;
 const NODE_DIR = process.env.WS_INTEROP_NODE_DIR;
@@ -26,10 +29,7 @@ const FILTER = process.env.WS_INTEROP_FILTER || '';
 const PREFIX = 'node';
 const HOST = '127.0.0.1';
 
-function setupFail(reason) {
-  console.log(`FAIL ${PREFIX}/setup: ${reason}`);
-  process.exit(1);
-}
+const setupFail = (reason) => harnessSetupFail(PREFIX, reason);
 
 if (!WS_BIN) setupFail('WS_BIN is not set');
 try {
@@ -52,11 +52,6 @@ try {
 // Helpers
 // ---------------------------------------------------------------------------
 
-class Failure extends Error {}
-
-let currentStep = 'start';
-const step = (s) => { currentStep = s; };
-const expect = (cond, text) => { if (!cond) throw new Failure(text); };
 
 function describe(data, isBinary) {
   if (data === undefined || data === null) return 'nothing';
@@ -77,13 +72,6 @@ function expectSame(got, want, what = 'echo') {
   }
 }
 
-function withTimeout(promise, ms, what) {
-  let timer;
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => { timer = setTimeout(() => reject(new Failure(`${what}: nothing within ${ms / 1000} s`)), ms); }),
-  ]).finally(() => clearTimeout(timer));
-}
 
 // Deterministic PRNG (mulberry32) so failures reproduce.
 function rng(seed) {
@@ -150,10 +138,6 @@ function payload(kind, typ, n) {
   }
   return payloadCache.get(key);
 }
-
-// Per-test cleanups (processes, servers, sockets), run after every test.
-let cleanups = [];
-const defer = (fn) => cleanups.push(fn);
 
 // ---------------------------------------------------------------------------
 // Processes
@@ -385,8 +369,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 // Tests
 // ---------------------------------------------------------------------------
 
-const TESTS = [];
-const test = (name, fn) => TESTS.push([`${PREFIX}/${name}`, fn]);
+const test = tests(PREFIX);
 
 // ---- Part 1: Node client against `ws echo` --------------------------------
 
@@ -846,32 +829,6 @@ test('connect/server-drops-tcp-without-close', async () => {
 
 // ---------------------------------------------------------------------------
 
-let failed = 0;
 process.stderr.write(`# node ${process.version}, ws ${wsVersion}, ws binary ${WS_BIN}\n`);
-for (const [name, fn] of TESTS) {
-  if (FILTER && !name.includes(FILTER)) continue;
-  step('start');
-  cleanups = [];
-  let timer;
-  try {
-    await Promise.race([
-      fn(),
-      new Promise((_, reject) => { timer = setTimeout(() => reject(new Failure(`timed out after ${TEST_TIMEOUT / 1000} s while ${currentStep}`)), TEST_TIMEOUT); }),
-    ]);
-    console.log(`ok ${name}`);
-  } catch (e) {
-    failed++;
-    const msg = e instanceof Failure ? e.message : `${e && e.name}: ${e && e.message} while ${currentStep}`;
-    console.log(`FAIL ${name}: ${msg.replace(/\n/g, ' ')}`);
-  } finally {
-    clearTimeout(timer);
-    for (const c of cleanups.reverse()) {
-      try {
-        await withTimeout(Promise.resolve().then(c), 20000, 'cleanup');
-      } catch (e) {
-        process.stderr.write(`# cleanup after ${name}: ${e.message}\n`);
-      }
-    }
-  }
-}
+const failed = await runTests({ filter: FILTER, timeoutMs: TEST_TIMEOUT });
 process.exit(failed ? 1 : 0);

@@ -97,19 +97,27 @@ setup_python() {
     { fail "py/setup: websockets installed but websockets.asyncio cannot be imported (too old?)"; return 1; }
 }
 
+# npm_package SUITE DIR PACKAGE MAJOR: PACKAGE@MAJOR from npm in DIR, unless
+# already there (or WS_INTEROP_UPGRADE=1). Extra environment for npm may be
+# given before the call.
+npm_package() {
+  local suite=$1 dir=$2 package=$3 major=$4
+  if [ "${WS_INTEROP_UPGRADE:-0}" != 1 ] &&
+    node -e 'process.exit(require(process.argv[1]).version.startsWith(process.argv[2] + ".") ? 0 : 1)' \
+      "$dir/node_modules/$package/package.json" "$major" 2>/dev/null; then
+    return 0
+  fi
+  command -v npm >/dev/null || { fail "$suite/setup: npm not found"; return 1; }
+  log "installing $package@$major from npm into $dir"
+  mkdir -p "$dir"
+  timeout "$install_limit" npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "$package@$major" >&2 ||
+    { fail "$suite/setup: npm install $package@$major failed"; return 1; }
+}
+
 # ---- Node ws@8 ----------------------------------------------------------------
 setup_node() {
   command -v node >/dev/null || { fail "node/setup: node not found"; return 1; }
-  if [ "${WS_INTEROP_UPGRADE:-0}" != 1 ] &&
-    node -e 'process.exit(require(process.argv[1]).version.startsWith("8.") ? 0 : 1)' \
-      "$node_dir/node_modules/ws/package.json" 2>/dev/null; then
-    return 0
-  fi
-  command -v npm >/dev/null || { fail "node/setup: npm not found"; return 1; }
-  log "installing ws@8 from npm into $node_dir"
-  mkdir -p "$node_dir"
-  timeout "$install_limit" npm install --prefix "$node_dir" --no-audit --no-fund --loglevel=error ws@8 >&2 ||
-    { fail "node/setup: npm install ws@8 failed"; return 1; }
+  npm_package node "$node_dir" ws 8
 }
 
 # ---- Chromium (Debian's package), driven by playwright-core ----------------------
@@ -129,17 +137,8 @@ setup_chromium() {
     [ -x "$chromium_bin" ] ||
       { fail "chromium/setup: apt-get installed chromium but $chromium_bin is not there"; return 1; }
   fi
-  if [ "${WS_INTEROP_UPGRADE:-0}" != 1 ] &&
-    node -e 'process.exit(require(process.argv[1]).version.startsWith("1.") ? 0 : 1)' \
-      "$playwright_dir/node_modules/playwright-core/package.json" 2>/dev/null; then
-    return 0
-  fi
-  command -v npm >/dev/null || { fail "chromium/setup: npm not found"; return 1; }
-  log "installing playwright-core@1 from npm into $playwright_dir (no browser download)"
-  mkdir -p "$playwright_dir"
-  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 timeout "$install_limit" \
-    npm install --prefix "$playwright_dir" --no-audit --no-fund --loglevel=error playwright-core@1 >&2 ||
-    { fail "chromium/setup: npm install playwright-core@1 failed"; return 1; }
+  # playwright-core only drives that browser: no download from its CDN.
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm_package chromium "$playwright_dir" playwright-core 1
 }
 
 # ---- running a suite -----------------------------------------------------------
