@@ -85,7 +85,10 @@ fuzz_target!(|input: Input| {
                 }
                 Ok(Some(Event::Fragment(f))) => {
                     fragments_total += f.data.len();
-                    assert!(fragments_total <= max, "fragments sum {fragments_total} over {max}");
+                    assert!(
+                        fragments_total <= max,
+                        "fragments sum {fragments_total} over {max}"
+                    );
                     if f.fin {
                         fragments_total = 0;
                     }
@@ -127,7 +130,10 @@ fuzz_target!(|input: Input| {
     let mut got = Vec::new();
     for piece in Chunker::new(input.chunk_seed, input.chunk_max).split(&bytes) {
         server.receive_data(piece);
-        while let Some(ev) = server.poll_event().expect("our own compressed stream decodes") {
+        while let Some(ev) = server
+            .poll_event()
+            .expect("our own compressed stream decodes")
+        {
             match ev {
                 Event::Message(m) => got.push(m),
                 other => panic!("unexpected {other:?}"),
