@@ -189,6 +189,18 @@ def handshake_response():
         "101-connection-obs-text",
         response(ok.replace(b"Connection: Upgrade", b"Connection: \xe0\xd8,,, Upgrade") + b"\r\n"),
     )
+    # Extension and subprotocol values the client cannot read: they could
+    # name what the server selected, so the response fails.
+    write(
+        t,
+        "101-extension-obs-text",
+        response(ok + b"Sec-WebSocket-Extensions: x-\xe9t\xe9\r\n\r\n"),
+    )
+    write(
+        t,
+        "101-protocol-obs-text",
+        response(ok + b"Sec-WebSocket-Protocol: chat, \xff\r\n\r\n", flags=2, choice=0),
+    )
     # §1.3's accept value: right for §1.2's key, wrong for ours.
     write(t, "101-rfc-accept", response(ok.replace(b"{accept}", b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo=") + b"\r\n"))
     write(

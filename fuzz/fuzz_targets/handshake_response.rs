@@ -197,18 +197,38 @@ fuzz_target!(|data: &[u8]| {
                 accepts[0].to_str().ok().map(str::trim),
                 Some(accept.as_str())
             );
-            if let Some(p) = done.protocol() {
-                assert!(
-                    offered.contains(&p),
-                    "validated unoffered subprotocol {p:?}"
-                );
-            }
-            if !extensions {
-                let any_ext = headers.get_all("sec-websocket-extensions").iter().any(|v| {
+            // A value the client cannot read could hide a selected
+            // subprotocol or extension: such a response must fail.
+            let readable = |name: &str| headers.get_all(name).iter().all(|v| v.to_str().is_ok());
+            assert!(
+                readable("sec-websocket-protocol"),
+                "validated an unreadable subprotocol"
+            );
+            assert!(
+                readable("sec-websocket-extensions"),
+                "validated an unreadable extension"
+            );
+            let named = |name: &str| {
+                headers.get_all(name).iter().any(|v| {
                     v.to_str()
                         .is_ok_and(|s| s.split(',').any(|t| !t.trim().is_empty()))
-                });
-                assert!(!any_ext, "validated an extension that was not offered");
+                })
+            };
+            match done.protocol() {
+                Some(p) => assert!(
+                    offered.contains(&p),
+                    "validated unoffered subprotocol {p:?}"
+                ),
+                None => assert!(
+                    !named("sec-websocket-protocol"),
+                    "a selected subprotocol was dropped"
+                ),
+            }
+            if !extensions {
+                assert!(
+                    !named("sec-websocket-extensions"),
+                    "validated an extension that was not offered"
+                );
             }
         }
         Err(HandshakeError::Rejected(r)) => {

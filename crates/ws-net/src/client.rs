@@ -217,6 +217,8 @@ where
                             .headers()
                             .get_all(ws_proto::handshake::SEC_WEBSOCKET_EXTENSIONS)
                             .iter()
+                            // `validate` failed any value that is not
+                            // visible ASCII, so none is skipped here.
                             .filter_map(|v| v.to_str().ok());
                         ws_proto::deflate::client_accept(answers, offered)?
                     }

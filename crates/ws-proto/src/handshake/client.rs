@@ -4,8 +4,9 @@ use http::header::{self, HeaderName};
 use http::{HeaderMap, HeaderValue, StatusCode, Uri, Version};
 
 use super::{
-    accept_key, check_partial, generate_key, has_token, to_header_map, tokens, with_header_slots,
-    write_headers, Limits, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS, SEC_WEBSOCKET_PROTOCOL,
+    accept_key, check_partial, generate_key, has_token, strict_tokens, to_header_map,
+    with_header_slots, write_headers, Limits, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_EXTENSIONS,
+    SEC_WEBSOCKET_PROTOCOL,
 };
 use crate::error::HandshakeError;
 
@@ -211,12 +212,17 @@ impl ClientHandshake {
         }
         // Item 5: no extension we did not offer. The caller that offered
         // extensions checks the answer's parameters itself.
-        let extensions = tokens(headers, &SEC_WEBSOCKET_EXTENSIONS);
+        let extensions = strict_tokens(
+            headers,
+            &SEC_WEBSOCKET_EXTENSIONS,
+            "Sec-WebSocket-Extensions",
+        )?;
         if let (Some(first), false) = (extensions.first(), self.extensions_offered) {
             return Err(HandshakeError::UnofferedExtension(first.clone()));
         }
         // Item 6: one subprotocol, and one we offered.
-        let mut protocols = tokens(headers, &SEC_WEBSOCKET_PROTOCOL);
+        let mut protocols =
+            strict_tokens(headers, &SEC_WEBSOCKET_PROTOCOL, "Sec-WebSocket-Protocol")?;
         let protocol = match protocols.len() {
             0 => None,
             1 => {

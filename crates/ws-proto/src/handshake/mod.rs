@@ -133,6 +133,31 @@ pub(crate) fn tokens(headers: &HeaderMap, name: &HeaderName) -> Vec<String> {
         .collect()
 }
 
+/// Like [`tokens`], for a header the client must understand: a value that
+/// is not visible ASCII fails with [`HandshakeError::InvalidHeader`]
+/// instead of being skipped, since skipping it could hide an extension or
+/// subprotocol the server selected (§4.1, the client's items 5 and 6).
+pub(crate) fn strict_tokens(
+    headers: &HeaderMap,
+    name: &HeaderName,
+    label: &'static str,
+) -> Result<Vec<String>, HandshakeError> {
+    let mut out = Vec::new();
+    for value in headers.get_all(name) {
+        let value = value
+            .to_str()
+            .map_err(|_| HandshakeError::InvalidHeader(label))?;
+        out.extend(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    Ok(out)
+}
+
 /// The single value of header `name` as a trimmed string.
 pub(crate) fn single<'a>(
     headers: &'a HeaderMap,

@@ -817,6 +817,40 @@ fn response_extension_must_be_offered() {
     assert_eq!(accepted.extensions().unwrap(), "permessage-deflate");
 }
 
+/// `raw` with one more header line, written as bytes (obs-text included).
+fn with_raw_header(raw: &[u8], line: &[u8]) -> Vec<u8> {
+    let (head, end) = raw.split_at(raw.len() - 2);
+    assert_eq!(end, b"\r\n");
+    [head, line, b"\r\n", end].concat()
+}
+
+#[test]
+fn response_extension_or_subprotocol_not_visible_ascii_fails() {
+    // A value the client cannot read may name an extension or subprotocol
+    // the server selected: skipping it would run a protocol the server
+    // thinks is on (§4.1, items 5 and 6). Offered or not, it fails.
+    for (offer_protocols, name) in [
+        (&[][..], "Sec-WebSocket-Extensions"),
+        (&["chat"][..], "Sec-WebSocket-Extensions"),
+        (&[][..], "Sec-WebSocket-Protocol"),
+        (&["chat"][..], "Sec-WebSocket-Protocol"),
+    ] {
+        for value in [&b"x-\xe9t\xe9"[..], b"chat, \xff", b"\x80"] {
+            let (handshake, headers) = client(offer_protocols);
+            let line = [name.as_bytes(), b": ", value].concat();
+            let raw = with_raw_header(&response(SWITCHING, &headers), &line);
+            let err = validate(&handshake, &raw).unwrap_err();
+            assert!(
+                matches!(err, HandshakeError::InvalidHeader(n) if n == name),
+                "{name}: {value:?}: {err:?}"
+            );
+        }
+    }
+    // The same response without the line validates.
+    let (handshake, headers) = client(&["chat"]);
+    assert!(validate(&handshake, &response(SWITCHING, &headers)).is_ok());
+}
+
 #[test]
 fn response_head_limits() {
     let limits = Limits {
