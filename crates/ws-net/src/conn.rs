@@ -33,6 +33,26 @@ use crate::transport::{split, ReadHalf, WriteHalf};
 /// holds no read buffer.
 const READ_RESERVE: usize = 8 * 1024;
 
+/// The most a frame's own buffer gets before its bytes arrive. A frame may
+/// announce up to `max_frame_size` (16 MiB by default) and then send a
+/// little, or nothing: its buffer starts at a fraction of the frame's size
+/// of at most this much and doubles as the buffer fills, so what a
+/// connection holds follows what its peer sent.
+const FRAME_BUFFER_FIRST: usize = 1 << 20;
+
+/// The first capacity of the buffer for a frame of `total` payload bytes:
+/// `total` halved (rounding up) until it is at most [`FRAME_BUFFER_FIRST`].
+/// Doubled as often as it was halved, it comes back to `total` (or a few
+/// bytes more: fewer than 2 to the number of halvings), so a large frame's
+/// payload ends up in a buffer of its own size.
+fn first_frame_buffer(total: usize) -> usize {
+    let mut first = total;
+    while first > FRAME_BUFFER_FIRST {
+        first = first.div_ceil(2);
+    }
+    first
+}
+
 /// Most slices handed to one vectored write by the driver.
 pub(crate) const MAX_SLICES: usize = 64;
 
@@ -507,20 +527,32 @@ impl Stream for WsReader {
                 pooled = Some(buf.as_ptr());
             }
             let spare = buf.capacity() - buf.len();
-            if hint > spare && buf.len() + hint > READ_RESERVE {
-                // The rest of a frame whose length is known does not fit:
-                // move the part received into an allocation of exactly the
-                // frame's size, read the rest straight into it, and the
-                // frame's payload is that allocation, without another copy
-                // (ws-proto takes the whole buffer). The old buffer goes
-                // back to the pool for the next frames.
-                let mut frame = bytes::BytesMut::with_capacity(buf.len() + hint);
-                frame.extend_from_slice(buf);
-                let mut old = std::mem::replace(buf, frame);
-                old.clear();
-                let vetted = pooled.is_some_and(|p| p == old.as_ptr());
-                crate::pool::give(old, vetted);
-                pooled = None;
+            let total = buf.len() + hint;
+            if hint > 0 && total > READ_RESERVE {
+                // A frame of known length that gets a buffer of its own:
+                // its payload will be that whole buffer, without another
+                // copy (ws-proto takes a buffer holding exactly the frame).
+                let first = first_frame_buffer(total);
+                if buf.capacity() < first {
+                    // Move the part received into the frame's first
+                    // buffer; the old one goes back to the pool for the
+                    // next frames.
+                    let mut frame = bytes::BytesMut::with_capacity(first);
+                    frame.extend_from_slice(buf);
+                    let mut old = std::mem::replace(buf, frame);
+                    old.clear();
+                    let vetted = pooled.is_some_and(|p| p == old.as_ptr());
+                    crate::pool::give(old, vetted);
+                    pooled = None;
+                } else if hint > spare && spare < READ_RESERVE / 2 {
+                    // Nearly full and the frame goes on: double it (in
+                    // place where the allocator can). The buffer is not
+                    // shared, so this is exactly twice its capacity.
+                    buf.reserve(2 * buf.capacity() - buf.len());
+                }
+                // Otherwise read into the room left, which is at most what
+                // the frame still needs once the buffer reached its size:
+                // growing then would double a buffer the frame fits.
             } else if spare < hint.max(READ_RESERVE / 2) {
                 buf.reserve(READ_RESERVE);
             }

@@ -39,6 +39,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
+/// The tests take turns: one test's allocations would count in another's.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Messages received one per read (the sender waits for an answer before
 /// sending the next), all kept by the receiver.
 async fn keep_messages(count: usize, size: usize) -> (Vec<Message>, isize) {
@@ -67,6 +70,7 @@ async fn keep_messages(count: usize, size: usize) -> (Vec<Message>, isize) {
 
 #[tokio::test]
 async fn kept_messages_do_not_pin_read_buffers() {
+    let _turn = SERIAL.lock().await;
     for (size, count) in [(16, 2000), (1000, 2000), (100_000, 40)] {
         let (kept, grown) = keep_messages(count, size).await;
         for (i, m) in kept.iter().enumerate() {
@@ -81,4 +85,92 @@ async fn kept_messages_do_not_pin_read_buffers() {
             "{size} B messages: {per_message} bytes of heap per kept message"
         );
     }
+}
+
+/// A masked binary frame header for `len` payload bytes, with a zero masking
+/// key (allowed, §5.3), so the payload goes on the wire as it is.
+fn binary_header(len: u64) -> Vec<u8> {
+    let mut h = vec![0x82, 0x80 | 127];
+    h.extend_from_slice(&len.to_be_bytes());
+    h.extend_from_slice(&[0; 4]);
+    h
+}
+
+/// A frame of `n` bytes whose last 100 bytes come after a pause, kept by
+/// the receiver: returns the message and the heap it holds.
+async fn keep_frame_with_late_tail(n: usize) -> (Message, isize) {
+    let (l, addr) = listener().await;
+    let (go, wait) = tokio::sync::oneshot::channel::<()>();
+    let client = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let mut tcp = common::raw_client(addr).await;
+        let payload: Vec<u8> = (0..n).map(|i| (i % 253) as u8).collect();
+        tcp.write_all(&binary_header(n as u64)).await.unwrap();
+        tcp.write_all(&payload[..n - 100]).await.unwrap();
+        wait.await.unwrap();
+        tcp.write_all(&payload[n - 100..]).await.unwrap();
+        tcp
+    });
+    let mut server = within(accept_one(&l)).await;
+    let before = LIVE.load(Ordering::Relaxed);
+    // Let the server read all but the last 100 bytes first.
+    let early = tokio::time::timeout(std::time::Duration::from_millis(300), async {
+        next_message(&mut server).await
+    })
+    .await;
+    assert!(early.is_err(), "the frame cannot be whole yet");
+    go.send(()).unwrap();
+    let m = within(next_message(&mut server)).await.unwrap();
+    let grown = LIVE.load(Ordering::Relaxed) - before;
+    drop(within(client).await.unwrap());
+    (m, grown)
+}
+
+#[tokio::test]
+async fn large_frame_whose_last_bytes_arrive_late_costs_its_size() {
+    let _turn = SERIAL.lock().await;
+    // The frame's buffer is sized for the frame (1 MB), or grows to its
+    // size from a part of it (5 MB, an odd length); a read that leaves a
+    // few bytes to come must not make it grow again (it would double).
+    for n in [1_000_000, 5_000_003] {
+        let (m, grown) = keep_frame_with_late_tail(n).await;
+        let expected: Vec<u8> = (0..n).map(|i| (i % 253) as u8).collect();
+        assert_eq!(m, Message::binary(expected));
+        assert!(
+            grown < (n + 64 * 1024) as isize,
+            "a kept {n} B message costs {grown} bytes of heap"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_frame_announced_but_not_sent_costs_what_arrived() {
+    let _turn = SERIAL.lock().await;
+    // A peer may announce a frame of max_frame_size (16 MiB by default)
+    // and send a little of it. The buffer for it follows what arrives
+    // (within a factor of two, at least 1 MiB), not what was announced.
+    let (l, addr) = listener().await;
+    let (go, wait) = tokio::sync::oneshot::channel::<()>();
+    let client = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let mut tcp = common::raw_client(addr).await;
+        tcp.write_all(&binary_header(16 << 20)).await.unwrap();
+        tcp.write_all(&[7; 64 * 1024]).await.unwrap();
+        wait.await.unwrap();
+        tcp
+    });
+    let mut server = within(accept_one(&l)).await;
+    let before = LIVE.load(Ordering::Relaxed);
+    let stalled = tokio::time::timeout(std::time::Duration::from_millis(300), async {
+        next_message(&mut server).await
+    })
+    .await;
+    assert!(stalled.is_err(), "the frame cannot be whole");
+    let grown = LIVE.load(Ordering::Relaxed) - before;
+    assert!(
+        grown < (2 << 20) as isize,
+        "64 KiB of an announced 16 MiB frame hold {grown} bytes of heap"
+    );
+    go.send(()).unwrap();
+    drop(within(client).await.unwrap());
 }
