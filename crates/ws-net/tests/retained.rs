@@ -10,7 +10,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use common::{accept_one, listener, next_message, within};
-use ws_net::Message;
+use ws_net::{ClientBuilder, Config, Message};
 
 struct Counting;
 
@@ -43,19 +43,31 @@ static ALLOC: Counting = Counting;
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Messages received one per read (the sender waits for an answer before
-/// sending the next), all kept by the receiver.
-async fn keep_messages(count: usize, size: usize) -> (Vec<Message>, isize) {
+/// sending the next), all kept by the receiver; both ends use `config`.
+/// The first message is not counted: it makes the connection's lasting
+/// state (compression contexts, for one).
+async fn keep_messages(count: usize, size: usize, config: Config) -> (Vec<Message>, isize) {
     let (l, addr) = listener().await;
+    let client_config = config.clone();
     let client = tokio::spawn(async move {
-        let (mut ws, _) = ws_net::connect(&format!("ws://{addr}/")).await.unwrap();
-        for i in 0..count {
+        let (mut ws, _) = ClientBuilder::new(&format!("ws://{addr}/"))
+            .unwrap()
+            .config(client_config)
+            .connect()
+            .await
+            .unwrap();
+        for i in 0..=count {
             let payload = vec![(i % 251) as u8; size];
             ws.send(Message::binary(payload)).await.unwrap();
             assert_eq!(next_message(&mut ws).await, Some(Message::text("ok")));
         }
         ws
     });
-    let mut server = within(accept_one(&l)).await;
+    let (tcp, _) = within(l.accept()).await.unwrap();
+    let mut server = within(ws_net::server::accept(tcp, config)).await.unwrap();
+    let first = next_message(&mut server).await.unwrap();
+    server.send(Message::text("ok")).await.unwrap();
+    drop(first);
     let mut kept = Vec::with_capacity(count);
     let before = LIVE.load(Ordering::Relaxed);
     for _ in 0..count {
@@ -68,23 +80,52 @@ async fn keep_messages(count: usize, size: usize) -> (Vec<Message>, isize) {
     (kept, grown)
 }
 
-#[tokio::test]
-async fn kept_messages_do_not_pin_read_buffers() {
-    let _turn = SERIAL.lock().await;
-    for (size, count) in [(16, 2000), (1000, 2000), (100_000, 40)] {
-        let (kept, grown) = keep_messages(count, size).await;
+/// Keeps messages of each `(size, count)` and checks that each costs
+/// about its payload.
+async fn check_kept(what: &str, config: Config, cases: &[(usize, usize)]) {
+    for &(size, count) in cases {
+        let (kept, grown) = keep_messages(count, size, config.clone()).await;
         for (i, m) in kept.iter().enumerate() {
-            assert_eq!(m, &Message::binary(vec![(i % 251) as u8; size]));
+            assert_eq!(m, &Message::binary(vec![((i + 1) % 251) as u8; size]));
         }
-        // Each kept message costs about its payload. One sharing a read
-        // buffer of 8 KiB would cost that much, 500 times a 16-byte
-        // payload.
         let per_message = grown / count as isize;
         assert!(
             per_message < (size + size / 32 + 256) as isize,
-            "{size} B messages: {per_message} bytes of heap per kept message"
+            "{what}, {size} B messages: {per_message} bytes of heap per kept message"
         );
     }
+}
+
+#[tokio::test]
+async fn kept_messages_do_not_pin_read_buffers() {
+    let _turn = SERIAL.lock().await;
+    // One sharing a read buffer of 8 KiB would cost that much, 500 times a
+    // 16-byte payload.
+    check_kept(
+        "one frame each",
+        Config::default(),
+        &[(16, 2000), (1000, 2000), (100_000, 40)],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn kept_reassembled_and_inflated_messages_cost_their_size() {
+    let _turn = SERIAL.lock().await;
+    // Built by appending, a buffer may be up to twice the message: 70 kB
+    // from 1000-byte fragments grows to 128 KiB, and inflating starts with
+    // 4 KiB of room, 250 times a 16-byte message.
+    let mut fragmented = Config::default();
+    fragmented.protocol.fragment_size = 1000;
+    check_kept("in fragments", fragmented, &[(3000, 200), (70_000, 40)]).await;
+    let mut compressed = Config::default();
+    compressed.deflate = Some(Default::default());
+    check_kept(
+        "compressed",
+        compressed,
+        &[(16, 2000), (1000, 2000), (100_000, 40)],
+    )
+    .await;
 }
 
 /// A masked binary frame header for `len` payload bytes, with a zero masking

@@ -209,7 +209,7 @@ struct InMessage {
     /// Compressed with permessage-deflate (RSV1 on its first frame).
     compressed: bool,
     /// The frames so far, uncompressed messages.
-    parts: BytesMut,
+    parts: Vec<u8>,
     /// The inflated output so far, compressed messages.
     inflated: Vec<u8>,
     /// Bytes inflated so far (also those already delivered as fragments).
@@ -842,7 +842,7 @@ impl Connection {
                 kind: kind_of(op),
                 size: 0,
                 compressed: header.rsv & RSV1 != 0,
-                parts: BytesMut::new(),
+                parts: Vec::new(),
                 inflated: Vec::new(),
                 inflated_len: 0,
             },
@@ -908,11 +908,16 @@ impl Connection {
                 fin,
             })));
         }
-        let data = if message.compressed {
-            Bytes::from(message.inflated)
+        let mut data = if message.compressed {
+            message.inflated
         } else {
-            message.parts.freeze()
+            message.parts
         };
+        // Built by appending, the buffer may be up to twice the message's
+        // size. Give the spare room back (allocators shrink in place), so
+        // a message the application keeps costs its own size.
+        data.shrink_to_fit();
+        let data = Bytes::from(data);
         Ok(Some(Event::Message(data_message(kind, data))))
     }
 
