@@ -269,14 +269,19 @@ START_TIME=$SECONDS
 n_cells=$(wc -w <<<"$CELLS")
 n_servers=$(wc -w <<<"$SERVERS")
 step=0
-# Per cell, the runs go round the servers (ws, A, B, C, ws, A, B, C) rather
-# than one server's runs back to back, so a slow drift of the machine
-# weighs on every server alike. Each run gets a fresh server.
+# Per cell, the runs go round the servers (ws, A, B, C, then A, B, C, ws,
+# ...) rather than one server's runs back to back, so a slow drift of the
+# machine weighs on every server alike; each round starts one server later,
+# so no server always runs first or right after the same one. Each run gets
+# a fresh server.
 declare -A RATES CPUS SYSS GENS GSYSS WAITS
 for cell in $CELLS; do
     IFS=: read -r size conns pipe <<<"$cell"
     for run in $(seq 1 "$RUNS"); do
-        for server in $SERVERS; do
+        read -r -a order <<<"$SERVERS"
+        shift_by=$(((run - 1) % ${#order[@]}))
+        order=("${order[@]:shift_by}" "${order[@]:0:shift_by}")
+        for server in "${order[@]}"; do
             step=$((step + 1))
             key="$cell|$server"
             start_server "$server"
