@@ -2,7 +2,7 @@
 # Side-by-side benchmark: `ws echo` against echo servers on tokio-tungstenite,
 # fastwebsockets and tokio-websockets, all driven by `ws bench`.
 #
-#   bash benches/side_by_side/run.sh            # full matrix (~35 min)
+#   bash benches/side_by_side/run.sh            # full matrix (~40 min)
 #   QUICK=1 bash benches/side_by_side/run.sh    # smoke test (~3 min)
 #
 # Each server runs alone on a single-threaded runtime pinned to core 0; the
@@ -16,7 +16,7 @@
 # Settings (environment):
 #   QUICK=1           reduced matrix, 1 s cells, one run, 1000 idle connections
 #   DURATION=5        measured seconds per run      WARMUP=1  warm-up seconds
-#   RUNS=4            runs per cell and server (in turns); ws is compared
+#   RUNS=6            runs per cell and server (in turns); ws is compared
 #                     with each peer run by run (ws's run against the peer's
 #                     run of the same round), and the median ratio reported
 #   SERVER_CPUS=0     CPUs (taskset list) the server is pinned to
@@ -58,7 +58,7 @@ if [[ "$QUICK" == 1 ]]; then
 else
     DURATION="${DURATION:-5}"
     WARMUP="${WARMUP:-1}"
-    RUNS="${RUNS:-4}"
+    RUNS="${RUNS:-6}"
     IDLE_CONNS="${IDLE_CONNS:-10000}"
     DEFAULT_CELLS=""
     for s in 16 1k 64k 1m; do
