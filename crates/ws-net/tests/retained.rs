@@ -1,8 +1,10 @@
 //! Messages an application keeps (a chat history, a cache) cost their own
-//! size, not the size of the read buffer they arrived in.
+//! size, not the size of the buffer they arrived or were assembled in; a
+//! frame a peer announces but does not send costs what arrived of it.
 //!
-//! The test counts live heap bytes with a counting allocator, so it is alone
-//! in its test binary: nothing else allocates while it measures.
+//! The tests count live heap bytes with a counting allocator, so they are
+//! alone in their test binary and take turns: nothing else allocates while
+//! one measures.
 
 mod common;
 
