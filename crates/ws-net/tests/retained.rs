@@ -139,34 +139,45 @@ fn binary_header(len: u64) -> Vec<u8> {
     h
 }
 
-/// A frame of `n` bytes whose last 100 bytes come after a pause, kept by
-/// the receiver: returns the message and the heap it holds.
-async fn keep_frame_with_late_tail(n: usize) -> (Message, isize) {
+/// A raw client sends a binary frame announcing `len` payload bytes in two
+/// parts with a pause between them, so the server reads the first part
+/// alone. Returns the heap the server holds then and, when the second part
+/// completes the frame, the message with the heap held once it is kept.
+async fn frame_in_two_parts(
+    len: u64,
+    first: Vec<u8>,
+    rest: Vec<u8>,
+) -> (isize, Option<(Message, isize)>) {
+    use tokio::io::AsyncWriteExt;
+    let whole = (first.len() + rest.len()) as u64 == len;
     let (l, addr) = listener().await;
     let (go, wait) = tokio::sync::oneshot::channel::<()>();
     let client = tokio::spawn(async move {
-        use tokio::io::AsyncWriteExt;
         let mut tcp = common::raw_client(addr).await;
-        let payload: Vec<u8> = (0..n).map(|i| (i % 253) as u8).collect();
-        tcp.write_all(&binary_header(n as u64)).await.unwrap();
-        tcp.write_all(&payload[..n - 100]).await.unwrap();
+        tcp.write_all(&binary_header(len)).await.unwrap();
+        tcp.write_all(&first).await.unwrap();
         wait.await.unwrap();
-        tcp.write_all(&payload[n - 100..]).await.unwrap();
-        tcp
+        tcp.write_all(&rest).await.unwrap();
+        // Freed after the measurements, not in them.
+        (tcp, first, rest)
     });
     let mut server = within(accept_one(&l)).await;
     let before = LIVE.load(Ordering::Relaxed);
-    // Let the server read all but the last 100 bytes first.
     let early = tokio::time::timeout(std::time::Duration::from_millis(300), async {
         next_message(&mut server).await
     })
     .await;
     assert!(early.is_err(), "the frame cannot be whole yet");
+    let stalled = LIVE.load(Ordering::Relaxed) - before;
     go.send(()).unwrap();
-    let m = within(next_message(&mut server)).await.unwrap();
-    let grown = LIVE.load(Ordering::Relaxed) - before;
+    let done = if whole {
+        let m = within(next_message(&mut server)).await.unwrap();
+        Some((m, LIVE.load(Ordering::Relaxed) - before))
+    } else {
+        None
+    };
     drop(within(client).await.unwrap());
-    (m, grown)
+    (stalled, done)
 }
 
 #[tokio::test]
@@ -176,7 +187,10 @@ async fn large_frame_whose_last_bytes_arrive_late_costs_its_size() {
     // size from a part of it (5 MB, an odd length); a read that leaves a
     // few bytes to come must not make it grow again (it would double).
     for n in [1_000_000, 5_000_003] {
-        let (m, grown) = keep_frame_with_late_tail(n).await;
+        let mut payload: Vec<u8> = (0..n).map(|i| (i % 253) as u8).collect();
+        let tail = payload.split_off(n - 100);
+        let (_, done) = frame_in_two_parts(n as u64, payload, tail).await;
+        let (m, grown) = done.unwrap();
         let expected: Vec<u8> = (0..n).map(|i| (i % 253) as u8).collect();
         assert_eq!(m, Message::binary(expected));
         assert!(
@@ -192,28 +206,9 @@ async fn a_frame_announced_but_not_sent_costs_what_arrived() {
     // A peer may announce a frame of max_frame_size (16 MiB by default)
     // and send a little of it. The buffer for it follows what arrives
     // (within a factor of two, at least 1 MiB), not what was announced.
-    let (l, addr) = listener().await;
-    let (go, wait) = tokio::sync::oneshot::channel::<()>();
-    let client = tokio::spawn(async move {
-        use tokio::io::AsyncWriteExt;
-        let mut tcp = common::raw_client(addr).await;
-        tcp.write_all(&binary_header(16 << 20)).await.unwrap();
-        tcp.write_all(&[7; 64 * 1024]).await.unwrap();
-        wait.await.unwrap();
-        tcp
-    });
-    let mut server = within(accept_one(&l)).await;
-    let before = LIVE.load(Ordering::Relaxed);
-    let stalled = tokio::time::timeout(std::time::Duration::from_millis(300), async {
-        next_message(&mut server).await
-    })
-    .await;
-    assert!(stalled.is_err(), "the frame cannot be whole");
-    let grown = LIVE.load(Ordering::Relaxed) - before;
+    let (stalled, _) = frame_in_two_parts(16 << 20, vec![7; 64 * 1024], Vec::new()).await;
     assert!(
-        grown < (2 << 20) as isize,
-        "64 KiB of an announced 16 MiB frame hold {grown} bytes of heap"
+        stalled < (2 << 20) as isize,
+        "64 KiB of an announced 16 MiB frame hold {stalled} bytes of heap"
     );
-    go.send(()).unwrap();
-    drop(within(client).await.unwrap());
 }
