@@ -526,12 +526,18 @@ impl Connection {
     /// frame, uncompressed fragments when fragments are delivered. Other
     /// payloads are inflated or appended to a message, then dropped.
     fn payload_is_delivered(&self, h: &FrameHeader) -> bool {
-        let compressed = match h.opcode {
+        let whole = h.fin && h.opcode != OpCode::Continuation;
+        h.opcode.is_control()
+            || (!self.is_compressed(h) && (whole || self.config.deliver_fragments))
+    }
+
+    /// Whether a data frame carries permessage-deflate data: RSV1 on a
+    /// message's first frame marks the whole message (RFC 7692 §6).
+    fn is_compressed(&self, h: &FrameHeader) -> bool {
+        match h.opcode {
             OpCode::Continuation => self.message.as_ref().is_some_and(|m| m.compressed),
             _ => h.rsv & RSV1 != 0,
-        };
-        let whole = h.fin && h.opcode != OpCode::Continuation;
-        h.opcode.is_control() || (!compressed && (whole || self.config.deliver_fragments))
+        }
     }
 
     /// The next `len` received bytes, as a payload. One the application
@@ -771,13 +777,12 @@ impl Connection {
     /// Whether the frame's payload is text to validate as it arrives.
     /// Compressed text is checked after inflating instead.
     fn is_text(&self, h: &FrameHeader) -> bool {
-        match h.opcode {
-            OpCode::Text => h.rsv & RSV1 == 0,
-            OpCode::Continuation => {
-                matches!(&self.message, Some(m) if m.kind == DataKind::Text && !m.compressed)
-            }
+        let text = match h.opcode {
+            OpCode::Text => true,
+            OpCode::Continuation => matches!(&self.message, Some(m) if m.kind == DataKind::Text),
             _ => false,
-        }
+        };
+        text && !self.is_compressed(h)
     }
 
     fn on_frame(

@@ -126,11 +126,18 @@ pub(crate) fn tokens(headers: &HeaderMap, name: &HeaderName) -> Vec<String> {
         .get_all(name)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
+        .flat_map(list_items)
+        .collect()
+}
+
+/// The comma-separated items of one header value, trimmed, empty ones
+/// dropped.
+fn list_items(value: &str) -> impl Iterator<Item = String> + '_ {
+    value
+        .split(',')
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .map(str::to_owned)
-        .collect()
 }
 
 /// Like [`tokens`], for a header the client must understand: a value that
@@ -147,13 +154,7 @@ pub(crate) fn strict_tokens(
         let value = value
             .to_str()
             .map_err(|_| HandshakeError::InvalidHeader(label))?;
-        out.extend(
-            value
-                .split(',')
-                .map(str::trim)
-                .filter(|t| !t.is_empty())
-                .map(str::to_owned),
-        );
+        out.extend(list_items(value));
     }
     Ok(out)
 }
