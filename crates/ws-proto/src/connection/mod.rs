@@ -594,7 +594,7 @@ impl Connection {
                 DataKind::Binary => OpCode::Binary,
             }
         };
-        self.write_frame(fragment.fin, opcode, &fragment.data);
+        self.write_frame(fragment.fin, opcode, fragment.data);
         self.sending_fragments = !fragment.fin;
         Ok(())
     }
@@ -611,9 +611,9 @@ impl Connection {
             Role::Server => {
                 self.send
                     .push_slice(&prepared.header[..usize::from(prepared.header_len)]);
-                self.send.push_bytes(prepared.payload.clone());
+                self.send.push_shared(&prepared.payload);
             }
-            Role::Client => self.write_frame(true, prepared.opcode, &prepared.payload),
+            Role::Client => self.write_frame(true, prepared.opcode, prepared.payload.clone()),
         }
         Ok(())
     }
@@ -661,14 +661,14 @@ impl Connection {
         };
         let size = self.config.fragment_size;
         if size == 0 || payload.len() <= size {
-            self.write_frame_rsv(true, rsv, opcode, &payload);
+            self.write_frame_rsv(true, rsv, opcode, payload);
             return Ok(());
         }
         let mut opcode = opcode;
         let mut rest = payload;
         while !rest.is_empty() {
             let piece = rest.split_to(size.min(rest.len()));
-            self.write_frame_rsv(rest.is_empty(), rsv, opcode, &piece);
+            self.write_frame_rsv(rest.is_empty(), rsv, opcode, piece);
             opcode = OpCode::Continuation;
             rsv = 0;
         }
@@ -680,18 +680,20 @@ impl Connection {
         if payload.len() > MAX_CONTROL_PAYLOAD {
             return Err(SendError::ControlTooLong(payload.len()));
         }
-        self.write_frame(true, opcode, &payload);
+        self.write_frame(true, opcode, payload);
         Ok(())
     }
 
-    fn write_frame(&mut self, fin: bool, opcode: OpCode, payload: &Bytes) {
+    fn write_frame(&mut self, fin: bool, opcode: OpCode, payload: Bytes) {
         self.write_frame_rsv(fin, 0, opcode, payload);
     }
 
-    fn write_frame_rsv(&mut self, fin: bool, rsv: u8, opcode: OpCode, payload: &Bytes) {
+    /// Takes the payload by value: cloning a `Bytes` built from a `Vec`
+    /// allocates, and a small payload is copied into the send buffer anyway.
+    fn write_frame_rsv(&mut self, fin: bool, rsv: u8, opcode: OpCode, payload: Bytes) {
         match self.write_header(fin, rsv, opcode, payload.len()) {
-            None => self.send.push_bytes(payload.clone()),
-            Some(key) => self.send.push_masked(payload, key),
+            None => self.send.push_bytes(payload),
+            Some(key) => self.send.push_masked(&payload, key),
         }
     }
 
@@ -952,7 +954,7 @@ impl Connection {
         if self.pending_pong.is_none()
             && self.send.remaining() <= self.config.pong_backlog_threshold
         {
-            self.write_frame(true, OpCode::Pong, &payload);
+            self.write_frame(true, OpCode::Pong, payload);
             return Ok(());
         }
         if self.pending_pong.replace(payload).is_some() {
@@ -972,7 +974,7 @@ impl Connection {
         {
             if let Some(p) = self.pending_pong.take() {
                 if self.state == State::Open {
-                    self.write_frame(true, OpCode::Pong, &p);
+                    self.write_frame(true, OpCode::Pong, p);
                 }
                 self.coalesced_pings = 0;
             }

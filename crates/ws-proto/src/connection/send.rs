@@ -64,6 +64,16 @@ impl SendBuf {
         self.chunks.push_back(data);
     }
 
+    /// As `push_bytes` for a payload the caller keeps (a prepared message
+    /// sent to many connections): only a large one is cloned.
+    pub(crate) fn push_shared(&mut self, data: &Bytes) {
+        if data.len() <= COPY_MAX {
+            self.push_slice(data);
+        } else {
+            self.push_bytes(data.clone());
+        }
+    }
+
     pub(crate) fn push_masked(&mut self, data: &[u8], key: [u8; 4]) {
         self.make_room(data.len());
         let start = self.tail.len();
