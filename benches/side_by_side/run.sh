@@ -2,7 +2,7 @@
 # Side-by-side benchmark: `ws echo` against echo servers on tokio-tungstenite,
 # fastwebsockets and tokio-websockets, all driven by `ws bench`.
 #
-#   bash benches/side_by_side/run.sh            # full matrix (~40 min)
+#   bash benches/side_by_side/run.sh            # full matrix (~50 min)
 #   QUICK=1 bash benches/side_by_side/run.sh    # smoke test (~3 min)
 #
 # Each server runs alone on a single-threaded runtime pinned to core 0; the
@@ -25,6 +25,9 @@
 #                     not the limit: on a machine with 4+ cores,
 #                     GEN_CPUS=1-3 leaves the servers as the bottleneck
 #   SERVERS="ws tungstenite fastwebsockets tokio-websockets"
+#   FLOOR=1           also run floor-echo in the echo cells (not in the idle
+#                     and handshake tests): the least CPU per message an
+#                     echo server can spend with these system calls
 #   CELLS="16:1:1 1k:64:1 ..."  override the matrix (size:connections:pipeline)
 #   IDLE_CONNS=10000  IDLE_HOLD=DURATION   (0 skips the idle test)
 #   HS_CONNS=64       concurrent open/close loops   HS_DURATION=10
@@ -84,6 +87,9 @@ GEN_CPUS="${GEN_CPUS:-1}"
 GEN_BOUND_PCT="${GEN_BOUND_PCT:-90}"
 CONTENDED_PCT="${CONTENDED_PCT:-5}"
 SERVERS="${SERVERS:-ws tungstenite fastwebsockets tokio-websockets}"
+FLOOR="${FLOOR:-1}"
+ECHO_SERVERS="$SERVERS"
+[[ "$FLOOR" == 1 ]] && ECHO_SERVERS+=" floor"
 PORT="${PORT:-19400}"
 WS_TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/ws-target}"
 PEER_TARGET="${PEER_TARGET_DIR:-$HOME/.cache/ws-target-bench}"
@@ -116,10 +122,11 @@ server_cmd() {
         tungstenite) echo "$PEER_BIN/tungstenite-echo --listen" ;;
         fastwebsockets) echo "$PEER_BIN/fastwebsockets-echo --listen" ;;
         tokio-websockets) echo "$PEER_BIN/tokio-websockets-echo --listen" ;;
+        floor) echo "$PEER_BIN/floor-echo --listen" ;;
         *) die "unknown server $1 (ws, tungstenite, fastwebsockets, tokio-websockets)" ;;
     esac
 }
-for s in $SERVERS; do
+for s in $ECHO_SERVERS; do
     bin="$(server_cmd "$s")"
     [[ -x "${bin%% *}" ]] || die "${bin%% *} not found"
 done
@@ -166,7 +173,7 @@ WORK="$(mktemp -d)"
 # rebuild during the run must not swap a binary between cells.
 mkdir -p "$WORK/bin"
 cp "$WS_BIN" "$WORK/bin/ws"
-for s in $SERVERS; do
+for s in $ECHO_SERVERS; do
     bin="$(server_cmd "$s")"
     bin="${bin%% *}"
     [[ "$bin" == "$WS_BIN" ]] || cp "$bin" "$WORK/bin/"
@@ -267,7 +274,7 @@ START_TIME=$SECONDS
 # --- the matrix ----------------------------------------------------------------
 
 n_cells=$(wc -w <<<"$CELLS")
-n_servers=$(wc -w <<<"$SERVERS")
+n_servers=$(wc -w <<<"$ECHO_SERVERS")
 step=0
 # Per cell, the runs go round the servers (ws, A, B, C, then A, B, C, ws,
 # ...) rather than one server's runs back to back, so a slow drift of the
@@ -278,7 +285,7 @@ declare -A RATES CPUS SYSS GENS GSYSS WAITS
 for cell in $CELLS; do
     IFS=: read -r size conns pipe <<<"$cell"
     for run in $(seq 1 "$RUNS"); do
-        read -r -a order <<<"$SERVERS"
+        read -r -a order <<<"$ECHO_SERVERS"
         shift_by=$(((run - 1) % ${#order[@]}))
         order=("${order[@]:shift_by}" "${order[@]:0:shift_by}")
         for server in "${order[@]}"; do
@@ -306,7 +313,7 @@ for cell in $CELLS; do
             log "[$step/$((n_cells * n_servers * RUNS))] $server S=$size C=$conns P=$pipe run $run: $(fmt_rate "$r") msg/s, server $(fmt_num "$(jget "$json" server_cpu_us_per_op)") µs/msg ($(fmt_num "$(jget "$json" server_sys_us_per_op)") in the kernel), CPU server $(fmt_pct "$(jget "$json" server_cpu_pct)") generator $(fmt_pct "$(jget "$json" gen_cpu_pct)") ($(fmt_pct "$(jget "$json" gen_sys_pct)") in the kernel), waiting for a CPU: server $(fmt_pct "$(jget "$json" server_runq_wait_pct)") generator $(fmt_pct "$(jget "$json" gen_runq_wait_pct)")"
         done
     done
-    for server in $SERVERS; do
+    for server in $ECHO_SERVERS; do
         key="$cell|$server"
         rates="${RATES[$key]:-}"
         [[ -n "$rates" ]] || continue
@@ -453,7 +460,7 @@ paired_ratio() {
     echo
     header="| S | C | P |"
     rule="|---:|---:|---:|"
-    for s in $SERVERS; do
+    for s in $ECHO_SERVERS; do
         header+=" $s |"
         rule+="---:|"
     done
@@ -464,7 +471,7 @@ paired_ratio() {
             rule+="---:|"
         done
     fi
-    header+=" server CPU µs/msg ($(tr ' ' '/' <<<"$SERVERS")) | spread |"
+    header+=" server CPU µs/msg ($(tr ' ' '/' <<<"$ECHO_SERVERS")) | spread |"
     rule+="---|---:|"
     echo "$header"
     echo "$rule"
@@ -473,7 +480,7 @@ paired_ratio() {
         row="| $size | $conns | $pipe |"
         cpu_cells=""
         spread=0
-        for s in $SERVERS; do
+        for s in $ECHO_SERVERS; do
             if [[ -n "${FAILED[$cell|$s]:-}" && -z "${RATE[$cell|$s]:-}" ]]; then
                 row+=" FAIL |"
             else
@@ -514,28 +521,36 @@ paired_ratio() {
     echo "median, over the rounds, of ws's run divided by the peer's run of the"
     echo "same round. ≈ = ws is behind in that median but ahead in at least one"
     echo "round: the rounds disagree, so the gap is not a measured difference."
+    if [[ "$FLOOR" == 1 ]]; then
+        echo "floor = floor-echo, not a WebSocket library: the least an echo server"
+        echo "can do with the sockets API (one read per readiness event, one writev"
+        echo "per read, payloads unmasked in place and echoed as they arrive, no"
+        echo "checks, no allocation, no timers). Its CPU per message is what the"
+        echo "kernel's TCP work for these system calls costs, plus little else."
+    fi
     if [[ " $SERVERS " == *" ws "* && " $SERVERS " == *" fastwebsockets "* ]]; then
         echo
         echo "## Server CPU per message: user space and kernel (µs, median of runs)"
         echo
-        echo "| S | C | P | ws user | ws kernel | fastwebsockets user | fastwebsockets kernel | ws / fastwebsockets | ws kernel / fastwebsockets total | generator CPU (kernel) with ws |"
-        echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        echo "| S | C | P | ws user | ws kernel | fastwebsockets user | fastwebsockets kernel | floor user | floor kernel | ws / fastwebsockets | ws / floor | floor / fastwebsockets | generator CPU (kernel) with ws |"
+        echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
         for cell in $CELLS; do
             IFS=: read -r size conns pipe <<<"$cell"
             wt="${CPU[$cell|ws]:-}" wk="${SYS[$cell|ws]:-}"
             ft="${CPU[$cell|fastwebsockets]:-}" fk="${SYS[$cell|fastwebsockets]:-}"
-            floor="$(ratio "$wk" "$ft")"
-            awk -v k="$wk" -v t="$ft" 'BEGIN { exit !(k != "" && t > 0 && k / t >= 0.8) }' && floor+=" ¶"
+            lt="${CPU[$cell|floor]:-}" lk="${SYS[$cell|floor]:-}"
+            bound="$(ratio "$lt" "$ft")"
+            awk -v l="$lt" -v t="$ft" 'BEGIN { exit !(l != "" && t > 0 && l / t >= 0.8) }' && bound+=" ¶"
             gen="$(fmt_pct "${GEN[$cell|ws]:-}") ($(fmt_pct "${GSYS[$cell|ws]:-}"))"
-            echo "| $size | $conns | $pipe | $(fmt_num "$(user_part "$wt" "$wk")") | $(fmt_num "$wk") | $(fmt_num "$(user_part "$ft" "$fk")") | $(fmt_num "$fk") | $(ratio "$wt" "$ft") | $floor | $gen |"
+            echo "| $size | $conns | $pipe | $(fmt_num "$(user_part "$wt" "$wk")") | $(fmt_num "$wk") | $(fmt_num "$(user_part "$ft" "$fk")") | $(fmt_num "$fk") | $(fmt_num "$(user_part "$lt" "$lk")") | $(fmt_num "$lk") | $(ratio "$wt" "$ft") | $(ratio "$wt" "$lt") | $bound | $gen |"
         done
         echo
-        echo "From utime and stime in /proc/PID/stat (10 ms ticks). ¶ = ws's kernel"
-        echo "time alone is at least 0.8× fastwebsockets' whole CPU time per message:"
-        echo "no change in user space can take ws to 0.8× fastwebsockets in that cell;"
-        echo "the kernel's TCP work for the system calls the echo needs (at one"
-        echo "small message in flight, one receive and one send per message) is the"
-        echo "floor."
+        echo "From utime and stime in /proc/PID/stat (10 ms ticks). ¶ = the floor"
+        echo "server's whole CPU time per message is at least 0.8× fastwebsockets':"
+        echo "in that cell no echo server that makes these system calls can use"
+        echo "0.8× fastwebsockets' CPU, whatever it does in user space; the kernel's"
+        echo "TCP work (at one small message in flight, one receive and one send"
+        echo "per message, for every server) sets the bound."
         echo "Generator CPU: the most of its core it used in a ws run, and (in"
         echo "parentheses) its mean share spent in the kernel."
     fi
