@@ -613,7 +613,13 @@ impl Connection {
                     .push_slice(&prepared.header[..usize::from(prepared.header_len)]);
                 self.send.push_shared(&prepared.payload);
             }
-            Role::Client => self.write_frame(true, prepared.opcode, prepared.payload.clone()),
+            Role::Client => {
+                let len = prepared.payload.len();
+                match self.write_header(true, 0, prepared.opcode, len) {
+                    Some(key) => self.send.push_masked(&prepared.payload, key),
+                    None => self.send.push_shared(&prepared.payload),
+                }
+            }
         }
         Ok(())
     }
