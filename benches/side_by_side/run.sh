@@ -523,10 +523,11 @@ paired_ratio() {
     echo "round: the rounds disagree, so the gap is not a measured difference."
     if [[ "$FLOOR" == 1 ]]; then
         echo "floor = floor-echo, not a WebSocket library: the least an echo server"
-        echo "can do with the sockets API (one read per readiness event, one writev"
-        echo "per read, payloads unmasked in place and echoed as they arrive, no"
-        echo "checks, no allocation, no timers). Its CPU per message is what the"
-        echo "kernel's TCP work for these system calls costs, plus little else."
+        echo "that hands whole messages on can do with the sockets API (one read per"
+        echo "readiness event, one writev per read, each frame unmasked in place and"
+        echo "echoed once whole, no checks, no allocation per message, no timers). Its"
+        echo "CPU per message is what the kernel's TCP work for these system calls"
+        echo "costs, plus little else."
     fi
     if [[ " $SERVERS " == *" ws "* && " $SERVERS " == *" fastwebsockets "* ]]; then
         echo
