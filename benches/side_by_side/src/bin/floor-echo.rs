@@ -276,7 +276,8 @@ impl Conn {
         let mut pieces = std::mem::take(&mut self.pieces);
         pieces.clear();
         let mut at = 0;
-        while at < end {
+        // (A frame of no payload ends with no byte after its header.)
+        while at < end || self.frame.as_ref().is_some_and(|f| f.remaining == 0) {
             if let Some(frame) = &mut self.frame {
                 let n = (end - at).min(usize::try_from(frame.remaining).unwrap_or(usize::MAX));
                 apply_mask_at(&mut self.buf[at..at + n], frame.key, frame.offset);
@@ -287,12 +288,12 @@ impl Conn {
                 frame.remaining -= n as u64;
                 at += n;
                 if frame.remaining == 0 {
-                    if frame.close {
+                    let close = frame.close;
+                    self.frame = None;
+                    if close {
                         self.closing = true;
-                        self.frame = None;
                         break;
                     }
-                    self.frame = None;
                 }
                 continue;
             }
@@ -351,13 +352,6 @@ impl Conn {
                 echo,
                 close: opcode == 0x8,
             });
-        }
-        // A frame that ended with no payload (a close without a code).
-        if let Some(frame) = &self.frame {
-            if frame.remaining == 0 {
-                self.closing |= frame.close;
-                self.frame = None;
-            }
         }
         let ok = write_pieces(&mut self.sock, &mut self.unwritten, &self.buf, &pieces);
         self.pieces = pieces;

@@ -607,19 +607,18 @@ impl Connection {
         if prepared.opcode.is_data() && self.sending_fragments {
             return Err(SendError::FragmentInProgress);
         }
-        match self.role {
+        // A server sends the header encoded once; a client masks.
+        let mask = match self.role {
             Role::Server => {
                 self.send
                     .push_slice(&prepared.header[..usize::from(prepared.header_len)]);
-                self.send.push_shared(&prepared.payload);
+                None
             }
-            Role::Client => {
-                let len = prepared.payload.len();
-                match self.write_header(true, 0, prepared.opcode, len) {
-                    Some(key) => self.send.push_masked(&prepared.payload, key),
-                    None => self.send.push_shared(&prepared.payload),
-                }
-            }
+            Role::Client => self.write_header(true, 0, prepared.opcode, prepared.payload.len()),
+        };
+        match mask {
+            Some(key) => self.send.push_masked(&prepared.payload, key),
+            None => self.send.push_shared(&prepared.payload),
         }
         Ok(())
     }
