@@ -53,6 +53,14 @@ fn first_frame_buffer(total: usize) -> usize {
     first
 }
 
+/// Room a frame's own buffer gets beyond the frame. A read that fills the
+/// room it was given may have left more in the socket, so the next one
+/// must ask again (a system call that finds nothing, after every large
+/// message); one that fills less has emptied it, and waits for readiness
+/// without that call. A few bytes suffice; these hold a control frame or
+/// the start of the next frame.
+const FRAME_SLACK: usize = 256;
+
 /// Most slices handed to one vectored write by the driver.
 pub(crate) const MAX_SLICES: usize = 64;
 
@@ -532,7 +540,7 @@ impl Stream for WsReader {
                 // A frame of known length that gets a buffer of its own:
                 // its payload will be that whole buffer, without another
                 // copy (ws-proto takes a buffer holding exactly the frame).
-                let first = first_frame_buffer(total);
+                let first = first_frame_buffer(total) + FRAME_SLACK;
                 if buf.capacity() < first {
                     // Move the part received into the frame's first
                     // buffer; the old one goes back to the pool for the

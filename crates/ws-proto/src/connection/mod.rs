@@ -370,9 +370,10 @@ impl Connection {
     /// How many more bytes the frame being received still needs, when its
     /// header has arrived (0 otherwise): an I/O layer can make room for all
     /// of it at once instead of growing its buffer read by read. Never more
-    /// than [`Config::max_frame_size`]. When the read buffer's capacity is
-    /// exactly what it holds plus this hint, the frame's payload becomes
-    /// that whole buffer, with no copy and no spare room kept alive by it.
+    /// than [`Config::max_frame_size`]. When the read buffer holds nothing
+    /// after the frame once it is complete (give it room for exactly what
+    /// it holds plus this hint, or a little more), the frame's payload
+    /// becomes that whole buffer, with no copy.
     pub fn read_hint(&self) -> usize {
         match self.frame {
             Some(f) if !f.discard && self.state != State::Closed => {
@@ -543,9 +544,12 @@ impl Connection {
     /// The next `len` received bytes, as a payload. One the application
     /// may keep (`kept`) holds little else alive: the whole buffer when it
     /// holds exactly this payload (an I/O layer sized it to the frame, see
-    /// [`read_hint`](Self::read_hint)), a copy when it is small, else split
-    /// off the buffer without a copy. One used and dropped at once is split
-    /// off.
+    /// [`read_hint`](Self::read_hint)), a copy when it is small, the whole
+    /// buffer again when nothing follows the payload in it (the room left
+    /// would only be kept alive by it, and a read into that room would
+    /// need a new buffer anyway), else split off the buffer without a copy.
+    /// One used and dropped at once is split off: the buffer is whole again
+    /// when it is dropped.
     fn take_payload(&mut self, len: usize, kept: bool) -> Bytes {
         if len == self.rbuf.capacity() {
             std::mem::take(&mut self.rbuf).freeze()
@@ -553,6 +557,8 @@ impl Connection {
             let payload = Bytes::copy_from_slice(&self.rbuf[..len]);
             self.rbuf.advance(len);
             payload
+        } else if kept && len == self.rbuf.len() {
+            std::mem::take(&mut self.rbuf).freeze()
         } else {
             self.rbuf.split_to(len).freeze()
         }

@@ -52,28 +52,54 @@ fn a_large_payload_is_split_off_the_buffer_without_a_copy() {
     assert_eq!(next, &b"next"[..]);
 }
 
-/// What ws-net does with `read_hint`: a buffer of exactly the frame's size,
-/// read into in pieces, becomes the payload itself.
+/// What ws-net does with `read_hint`: a buffer of the frame's size, or a
+/// little more (so that the read that completes the frame does not fill
+/// it), read into in pieces, becomes the payload itself.
 #[test]
 fn a_buffer_sized_to_the_frame_becomes_the_payload() {
-    let mut conn = Connection::new(Role::Server, Default::default());
-    let frame = peer_frame(Role::Server, 0x82, &pattern(100_000));
-    conn.receive_data(&frame[..3000]);
-    assert_eq!(conn.poll_event().unwrap(), None);
-    let hint = conn.read_hint();
-    let buf = conn.read_buffer();
-    assert_eq!(buf.len() + hint, 100_000, "the header was consumed");
-    let mut exact = BytesMut::with_capacity(buf.len() + hint);
-    exact.extend_from_slice(buf);
-    *buf = exact;
-    let base = buf.as_ptr();
-    for piece in frame[3000..].chunks(30_000) {
+    for room in [0, 256] {
+        let mut conn = Connection::new(Role::Server, Default::default());
+        let frame = peer_frame(Role::Server, 0x82, &pattern(100_000));
+        conn.receive_data(&frame[..3000]);
         assert_eq!(conn.poll_event().unwrap(), None);
-        conn.read_buffer().extend_from_slice(piece);
+        let hint = conn.read_hint();
+        let buf = conn.read_buffer();
+        assert_eq!(buf.len() + hint, 100_000, "the header was consumed");
+        let mut sized = BytesMut::with_capacity(buf.len() + hint + room);
+        sized.extend_from_slice(buf);
+        *buf = sized;
+        let base = buf.as_ptr();
+        for piece in frame[3000..].chunks(30_000) {
+            assert_eq!(conn.poll_event().unwrap(), None);
+            conn.read_buffer().extend_from_slice(piece);
+        }
+        let payload = binary_payload(conn.poll_event().unwrap().unwrap());
+        assert_eq!(payload, pattern(100_000));
+        assert_eq!(payload.as_ptr(), base, "no copy (room {room})");
+        assert!(payload.is_unique(), "room {room}");
+        assert_eq!(
+            conn.read_buffer().capacity(),
+            0,
+            "the buffer went with it (room {room})"
+        );
     }
+}
+
+/// When the room after a frame holds the start of the next one, the
+/// payload is split off and the rest stays for the next frame.
+#[test]
+fn a_frame_followed_by_more_input_is_split_off() {
+    let mut conn = Connection::new(Role::Server, Default::default());
+    let mut input = peer_frame(Role::Server, 0x82, &pattern(10_000));
+    let next = peer_frame(Role::Server, 0x82, b"next");
+    input.extend_from_slice(&next[..3]);
+    let buf = conn.read_buffer();
+    *buf = BytesMut::with_capacity(input.len() + 100);
+    buf.extend_from_slice(&input);
     let payload = binary_payload(conn.poll_event().unwrap().unwrap());
-    assert_eq!(payload, pattern(100_000));
-    assert_eq!(payload.as_ptr(), base, "no copy");
-    assert!(payload.is_unique());
-    assert_eq!(conn.read_buffer().capacity(), 0, "the buffer went with it");
+    assert_eq!(payload, pattern(10_000));
+    assert_eq!(conn.read_buffer().len(), 3, "the next frame's start stays");
+    conn.receive_data(&next[3..]);
+    let payload = binary_payload(conn.poll_event().unwrap().unwrap());
+    assert_eq!(payload, &b"next"[..]);
 }
