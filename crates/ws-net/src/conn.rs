@@ -156,6 +156,15 @@ impl Inner {
         }
     }
 
+    /// Remember the reading task, to wake it when the driver changes the
+    /// state (a close, a failure).
+    fn store_reader_waker(&mut self, cx: &Context<'_>) {
+        match &self.reader_waker {
+            Some(w) if w.will_wake(cx.waker()) => {}
+            _ => self.reader_waker = Some(cx.waker().clone()),
+        }
+    }
+
     pub(crate) fn wake_all(&mut self) {
         self.wake_senders();
         if let Some(w) = self.reader_waker.take() {
@@ -309,6 +318,7 @@ impl WebSocket {
                 shared: shared.clone(),
                 io: Some(read),
                 done: false,
+                sizes: SizeGuess::default(),
             },
             writer: WsWriter { shared },
             info,
@@ -453,6 +463,49 @@ pub struct WsReader {
     shared: Arc<Shared>,
     io: Option<ReadHalf>,
     done: bool,
+    /// The size of the next frame, when messages come in one size.
+    sizes: SizeGuess,
+}
+
+/// What the next frame's size will likely be: the size of the last message,
+/// when the last two larger than [`READ_RESERVE`] had nearly the same size
+/// (within 1/64). A read that starts a frame then gets room for one like it
+/// (and 1/64 more), when the socket has data waiting, so a feed of
+/// equal-sized messages arrives with one read per message into a buffer
+/// of its size, instead of a small read, a copy into a buffer of the
+/// frame's size, and a second read. A message of another size is copied
+/// out of that buffer or, when at least half its size, takes it (see
+/// ws-proto's `take_payload`), and turns the guess off.
+#[derive(Default)]
+struct SizeGuess {
+    /// The guess, 0 for none.
+    expect: usize,
+    /// The size of the last message larger than [`READ_RESERVE`], 0 after
+    /// a smaller one.
+    last_large: usize,
+}
+
+impl SizeGuess {
+    /// A data message of `len` bytes was received.
+    fn learn(&mut self, len: usize) {
+        if len <= READ_RESERVE {
+            *self = Self::default();
+            return;
+        }
+        let alike = self.last_large.abs_diff(len) <= len / 64;
+        self.expect = if alike { len } else { 0 };
+        self.last_large = len;
+    }
+
+    /// The room for a read that starts a frame, when the socket has data:
+    /// 0 for no guess (the usual [`READ_RESERVE`]).
+    fn room(&self) -> usize {
+        if self.expect == 0 {
+            return 0;
+        }
+        let like = self.expect + self.expect / 64;
+        first_frame_buffer(like) + ws_proto::frame::MAX_HEADER_LEN + FRAME_SLACK
+    }
 }
 
 impl std::fmt::Debug for WsReader {
@@ -487,8 +540,11 @@ impl Stream for WsReader {
         loop {
             match inner.core.poll_event() {
                 Ok(Some(Event::Message(message))) => {
-                    if message.is_data() && this.shared.config.idle_timeout.is_some() {
-                        inner.last_data = Instant::now();
+                    if message.is_data() {
+                        if this.shared.config.idle_timeout.is_some() {
+                            inner.last_data = Instant::now();
+                        }
+                        this.sizes.learn(message.len());
                     }
                     // A pong or close reply was queued: let the driver write it.
                     let wake = inner.core.buffered_amount() > 0 || message.is_close();
@@ -529,17 +585,45 @@ impl Stream for WsReader {
             }
             let hint = inner.core.read_hint();
             let buf = inner.core.read_buffer();
+            // The next read starts a frame. When messages come in one
+            // size, it gets room for all of the frame, if there is data to
+            // read. (Readiness is known for a TCP socket only; a buffer
+            // taken while the socket has nothing would only go back to the
+            // pool.)
+            let mut want = 0;
+            let guess = this.sizes.room();
+            if guess > 0 && hint == 0 && buf.is_empty() {
+                if let ReadHalf::Tcp(tcp) = &*io {
+                    match tcp.as_ref().poll_read_ready(cx) {
+                        Poll::Pending => {
+                            if buf.capacity() > 0 {
+                                crate::pool::give(std::mem::take(buf), false);
+                            }
+                            inner.store_reader_waker(cx);
+                            return Poll::Pending;
+                        }
+                        // (An error is the read's to report.)
+                        Poll::Ready(_) => want = guess,
+                    }
+                }
+            }
             let mut pooled = None;
             if buf.capacity() == 0 {
                 *buf = crate::pool::take();
                 pooled = Some(buf.as_ptr());
+            }
+            if buf.capacity() < want {
+                let old = std::mem::replace(buf, bytes::BytesMut::with_capacity(want));
+                crate::pool::give(old, pooled.is_some());
+                pooled = None;
             }
             let spare = buf.capacity() - buf.len();
             let total = buf.len() + hint;
             if hint > 0 && total > READ_RESERVE {
                 // A frame of known length that gets a buffer of its own:
                 // its payload will be that whole buffer, without another
-                // copy (ws-proto takes a buffer holding exactly the frame).
+                // copy (ws-proto takes a buffer holding the frame and
+                // nothing after it).
                 let first = first_frame_buffer(total) + FRAME_SLACK;
                 if buf.capacity() < first {
                     // Move the part received into the frame's first
@@ -571,10 +655,7 @@ impl Stream for WsReader {
                         let vetted = pooled == Some(buf.as_ptr());
                         crate::pool::give(std::mem::take(buf), vetted);
                     }
-                    match &inner.reader_waker {
-                        Some(w) if w.will_wake(cx.waker()) => {}
-                        _ => inner.reader_waker = Some(cx.waker().clone()),
-                    }
+                    inner.store_reader_waker(cx);
                     return Poll::Pending;
                 }
                 Poll::Ready(Ok(0)) => inner.core.receive_eof(),
@@ -830,4 +911,38 @@ async fn wait_finished(shared: Arc<Shared>) {
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_size_is_guessed_after_two_alike_messages() {
+        let mut g = SizeGuess::default();
+        g.learn(100_000);
+        assert_eq!(g.room(), 0, "one message sets no guess");
+        g.learn(100_500);
+        let room = g.room();
+        assert!(room >= 100_500 + 100_500 / 64 + 14, "{room}");
+        assert!(room <= 100_500 + 100_500 / 32, "{room}");
+        g.learn(100_500);
+        assert_eq!(g.room(), room, "still alike");
+        g.learn(30_000);
+        assert_eq!(g.room(), 0, "another size turns it off");
+        g.learn(30_000);
+        assert!(g.room() > 30_000);
+        g.learn(16);
+        assert_eq!(g.room(), 0, "a small message turns it off");
+        g.learn(30_000);
+        assert_eq!(g.room(), 0, "and forgets the last large size");
+    }
+
+    #[test]
+    fn a_guessed_room_is_at_most_a_frame_buffer() {
+        let mut g = SizeGuess::default();
+        g.learn(16 << 20);
+        g.learn(16 << 20);
+        assert!(g.room() <= FRAME_BUFFER_FIRST + 1024, "{}", g.room());
+    }
 }

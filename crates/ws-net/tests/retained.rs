@@ -44,11 +44,13 @@ static ALLOC: Counting = Counting;
 /// The tests take turns: one test's allocations would count in another's.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Messages received one per read (the sender waits for an answer before
-/// sending the next), all kept by the receiver; both ends use `config`.
-/// The first message is not counted: it makes the connection's lasting
-/// state (compression contexts, for one).
-async fn keep_messages(count: usize, size: usize, config: Config) -> (Vec<Message>, isize) {
+/// Messages of `sizes` received one per read (the sender waits for an
+/// answer before sending the next), all kept by the receiver; both ends use
+/// `config`. Message `i` is `sizes[i]` bytes of `i % 251`. The first message
+/// is not counted: it makes the connection's lasting state (compression
+/// contexts, for one).
+async fn keep_messages(sizes: Vec<usize>, config: Config) -> (Vec<Message>, isize) {
+    let count = sizes.len() - 1;
     let (l, addr) = listener().await;
     let client_config = config.clone();
     let client = tokio::spawn(async move {
@@ -58,7 +60,7 @@ async fn keep_messages(count: usize, size: usize, config: Config) -> (Vec<Messag
             .connect()
             .await
             .unwrap();
-        for i in 0..=count {
+        for (i, &size) in sizes.iter().enumerate() {
             let payload = vec![(i % 251) as u8; size];
             ws.send(Message::binary(payload)).await.unwrap();
             assert_eq!(next_message(&mut ws).await, Some(Message::text("ok")));
@@ -86,7 +88,7 @@ async fn keep_messages(count: usize, size: usize, config: Config) -> (Vec<Messag
 /// about its payload.
 async fn check_kept(what: &str, config: Config, cases: &[(usize, usize)]) {
     for &(size, count) in cases {
-        let (kept, grown) = keep_messages(count, size, config.clone()).await;
+        let (kept, grown) = keep_messages(vec![size; count + 1], config.clone()).await;
         for (i, m) in kept.iter().enumerate() {
             assert_eq!(m, &Message::binary(vec![((i + 1) % 251) as u8; size]));
         }
@@ -109,6 +111,31 @@ async fn kept_messages_do_not_pin_read_buffers() {
         &[(16, 2000), (1000, 2000), (100_000, 40)],
     )
     .await;
+}
+
+#[tokio::test]
+async fn kept_messages_of_changing_sizes_cost_their_size() {
+    let _turn = SERIAL.lock().await;
+    // After two messages of one size the next read gets room for a third
+    // like them; a smaller one that arrives instead must not keep that
+    // room alive (30 kB would hold 100 kB).
+    let mut sizes = vec![100_000];
+    for _ in 0..20 {
+        sizes.extend([100_000, 100_000, 30_000]);
+    }
+    let (kept, grown) = keep_messages(sizes.clone(), Config::default()).await;
+    for (i, (m, &size)) in kept.iter().zip(&sizes[1..]).enumerate() {
+        assert_eq!(m, &Message::binary(vec![((i + 1) % 251) as u8; size]));
+    }
+    // (Plus the read buffer the connection holds at the end, sized for
+    // the messages of 100 kB.)
+    let payload: usize = sizes[1..].iter().sum();
+    let bound = payload + payload / 32 + 256 * kept.len() + 110_000;
+    assert!(
+        grown < bound as isize,
+        "{} kept messages of {payload} B in all hold {grown} bytes of heap",
+        kept.len()
+    );
 }
 
 #[tokio::test]

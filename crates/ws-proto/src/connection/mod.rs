@@ -544,16 +544,18 @@ impl Connection {
     /// The next `len` received bytes, as a payload. One the application
     /// may keep (`kept`) holds little else alive: the whole buffer when it
     /// holds exactly this payload (an I/O layer sized it to the frame, see
-    /// [`read_hint`](Self::read_hint)), a copy when it is small, the whole
+    /// [`read_hint`](Self::read_hint)); a copy when it is small, or when
+    /// the buffer has more than twice its size of room from it on (all of
+    /// which it would keep alive); the whole
     /// buffer again when nothing follows the payload in it (the room left
     /// would only be kept alive by it, and a read into that room would
-    /// need a new buffer anyway), else split off the buffer without a copy.
+    /// need a new buffer anyway); else split off the buffer without a copy.
     /// One used and dropped at once is split off: the buffer is whole again
     /// when it is dropped.
     fn take_payload(&mut self, len: usize, kept: bool) -> Bytes {
         if len == self.rbuf.capacity() {
             std::mem::take(&mut self.rbuf).freeze()
-        } else if kept && len <= COPY_OUT_MAX {
+        } else if kept && (len <= COPY_OUT_MAX || self.rbuf.capacity() > 2 * len) {
             let payload = Bytes::copy_from_slice(&self.rbuf[..len]);
             self.rbuf.advance(len);
             payload

@@ -103,3 +103,21 @@ fn a_frame_followed_by_more_input_is_split_off() {
     let payload = binary_payload(conn.poll_event().unwrap().unwrap());
     assert_eq!(payload, &b"next"[..]);
 }
+
+/// A buffer an I/O layer sized for a larger frame than came: the payload,
+/// even with nothing after it, is copied out rather than keep a buffer of
+/// more than twice its size alive.
+#[test]
+fn a_payload_in_a_much_larger_buffer_is_copied_out() {
+    let mut conn = Connection::new(Role::Server, Default::default());
+    let buf = conn.read_buffer();
+    *buf = BytesMut::with_capacity(100_000);
+    buf.extend_from_slice(&peer_frame(Role::Server, 0x82, &pattern(30_000)));
+    let payload = binary_payload(conn.poll_event().unwrap().unwrap());
+    assert_eq!(payload, pattern(30_000));
+    assert!(payload.is_unique(), "a copy of its own");
+    assert!(
+        conn.read_buffer().capacity() > 60_000,
+        "the buffer stays for the next read"
+    );
+}
