@@ -15,12 +15,13 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
+use std::time::Instant;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::time::Instant;
 use ws_proto::{CloseCode, CloseFrame, Event, Message, Role, State};
 
 use crate::conn::{Inner, Shared, MAX_SLICES};
 use crate::error::Error;
+use crate::timer::Alarm;
 use crate::transport::{ReadHalf, WriteHalf};
 
 /// How long the driver waits for a transport shutdown (TLS close_notify).
@@ -57,6 +58,10 @@ pub(crate) async fn drive(shared: Arc<Shared>) {
         ping_seq: 0,
         closing_since: None,
     };
+    // The timers' next deadline, on the connections' own clock (see
+    // `timer`): the runtime's timer would make every wait of the runtime
+    // for I/O a wait with a timeout.
+    let mut alarm = Alarm::default();
     loop {
         let mut deadline: Option<Instant> = None;
         let step = {
@@ -93,14 +98,13 @@ pub(crate) async fn drive(shared: Arc<Shared>) {
                     finish(&shared, None, None, orphan.take(), &mut orphan_buf).await;
                     return;
                 };
-                let sleep = sleep_until(deadline);
                 let result = tokio::select! {
                     biased;
                     r = write_batch(w, &mut batch) => r,
                     // A timer is due, or more was queued or the state
                     // changed: plan again. The batch keeps what is unwritten
                     // (a vectored write that returned Pending wrote nothing).
-                    _ = sleep => continue,
+                    _ = alarm.until(deadline) => continue,
                     _ = shared.notify.notified() => continue,
                 };
                 let mut inner = shared.lock();
@@ -118,7 +122,7 @@ pub(crate) async fn drive(shared: Arc<Shared>) {
             Step::Wait => {
                 tokio::select! {
                     _ = shared.notify.notified() => {}
-                    _ = sleep_until(deadline) => {}
+                    _ = alarm.until(deadline) => {}
                     read = read_orphan(&mut orphan, &mut orphan_buf) => {
                         on_orphan_read(&shared, read, &mut orphan_buf);
                     }
@@ -151,7 +155,7 @@ fn plan(
     }
     if inner.core.state() == State::Open {
         if let Some(interval) = config.ping_interval {
-            let last_recv = Instant::from_std(inner.last_recv);
+            let last_recv = inner.last_recv;
             match timers.ping_sent {
                 Some(sent) if last_recv >= sent => timers.ping_sent = None,
                 Some(sent) if now >= sent + config.ping_timeout => {
@@ -175,7 +179,7 @@ fn plan(
             }
         }
         if let Some(idle) = config.idle_timeout {
-            let due = Instant::from_std(inner.last_data) + idle;
+            let due = inner.last_data + idle;
             if now >= due {
                 let _ = inner
                     .core
@@ -208,13 +212,6 @@ fn plan(
         Step::Wait
     } else {
         Step::Write
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -21,6 +21,7 @@ mod driver;
 mod error;
 mod pool;
 pub mod server;
+mod timer;
 #[cfg(feature = "tls")]
 mod tls;
 mod transport;
