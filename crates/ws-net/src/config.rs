@@ -6,11 +6,13 @@ use std::time::Duration;
 /// production service that never tunes them: keepalive pings on, a close
 /// timeout, a bounded write buffer, and ws-proto's size limits.
 ///
-/// The keepalive, idle and close timeouts of open connections run on one
-/// clock thread of the process (started with the first connection), not
-/// on the runtime's timer, which would turn every wait of a busy runtime
-/// for I/O into a wait with a timeout. They follow the real clock: tokio's
-/// paused test clock does not move them.
+/// The keepalive, idle and close timeouts of open connections do not use
+/// the runtime's timer, which would turn every wait of a busy runtime for
+/// I/O into a wait with a timeout: on Linux each runtime gets one timer
+/// descriptor, watched by its reactor and read by a task of its own
+/// (started with the first connection); elsewhere one clock thread serves
+/// the process. They follow the real clock: tokio's paused test clock
+/// does not move them.
 ///
 /// ```
 /// use std::time::Duration;

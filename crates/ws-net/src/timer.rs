@@ -1,6 +1,5 @@
-//! The connections' own clock: deadlines of keepalive pings, idle and
-//! close timeouts, kept by one thread of their own instead of the tokio
-//! runtime's timer.
+//! The connections' own clocks: deadlines of keepalive pings, idle and
+//! close timeouts, kept apart from the tokio runtime's timer.
 //!
 //! Why not the runtime's timer: while any timer is armed in a runtime,
 //! every wait of that runtime for I/O is a wait with a timeout
@@ -14,47 +13,55 @@
 //! runtime and 11.5-11.8 µs without it (same run, `ws bench -c 1 -s 16`),
 //! and echoed about 3 % fewer messages per second.
 //!
+//! On Linux each runtime gets a clock of its own: a timer file descriptor
+//! (`timerfd`) set for the earliest deadline and registered with the
+//! runtime's reactor like a socket, and a task that fires what is due when
+//! it becomes readable. The runtime then waits for I/O without a timeout,
+//! and the process keeps the threads it had: a second thread would make
+//! every system call and allocation of a single-threaded server pay for
+//! thread safety (glibc's cancellation points and arena locks, the
+//! kernel's file table references), about 0.3 µs per message in the same
+//! measurement. Elsewhere, outside a runtime, or when a timer descriptor
+//! cannot be made, one thread serves the process, sleeping until the
+//! earliest deadline; if that thread cannot be started either, an alarm
+//! falls back to the runtime's timer.
+//!
 //! These deadlines need no precision (the shortest sensible one is a
 //! fraction of a second), and move rarely: a keepalive deadline moves
 //! later with every read, and an [`Alarm`] registered for an earlier time
 //! stays registered (it wakes early, once, and registers again). So a busy
-//! connection touches this clock about once per ping interval, and one
-//! thread serves every connection of the process, sleeping until the
-//! earliest deadline.
+//! connection touches its clock about once per ping interval.
 //!
 //! Deadlines follow the real clock (`std::time::Instant`), not tokio's
-//! (which a test can pause). If the thread cannot be started, an alarm
-//! falls back to the runtime's timer.
+//! (which a test can pause).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::future::Future as _;
 use std::pin::Pin;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 /// Cancelled entries kept in the heap before it is cleaned, at least.
 const MIN_CLEAN: usize = 64;
 
-/// The clock of the process.
-static CLOCK: Clock = Clock {
-    state: Mutex::new(State {
-        heap: BinaryHeap::new(),
-        seq: 0,
-        cancelled: 0,
-        thread: false,
-        sleeping_until: None,
-    }),
-    wake: Condvar::new(),
-};
-
+/// A heap of deadlines and what wakes whoever fires them.
 struct Clock {
     state: Mutex<State>,
-    /// Tells the thread that the earliest deadline changed.
-    wake: Condvar,
+    kind: Kind,
 }
 
+enum Kind {
+    /// The process's clock thread, told through this that the earliest
+    /// deadline changed.
+    Thread(Condvar),
+    /// A runtime's timer descriptor, read by a task on that runtime.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    Timerfd(Arc<std::os::fd::OwnedFd>),
+}
+
+#[derive(Default)]
 struct State {
     /// Registered deadlines, earliest first, cancelled ones included.
     heap: BinaryHeap<Reverse<Item>>,
@@ -62,11 +69,15 @@ struct State {
     seq: u64,
     /// Cancelled entries still in the heap.
     cancelled: usize,
-    /// Whether the thread runs.
-    thread: bool,
-    /// The deadline the thread sleeps until; `None` while the heap is empty
-    /// (or the thread is awake).
-    sleeping_until: Option<Instant>,
+    /// The thread was started.
+    started: bool,
+    /// A runtime's clock whose task is gone (the runtime shut down): it
+    /// takes no registrations.
+    dead: bool,
+    /// The deadline the clock will wake up for: the thread's sleep, or
+    /// what the timer descriptor is set for. `None` when it will not wake
+    /// up by itself (the heap is empty, or the thread is awake).
+    armed: Option<Instant>,
 }
 
 struct Item {
@@ -101,7 +112,7 @@ struct Entry {
 #[derive(Default)]
 struct EntryState {
     waker: Option<Waker>,
-    /// Its deadline passed and the thread took it out of the heap.
+    /// Its deadline passed (or its clock stopped) and it left the heap.
     fired: bool,
     /// Its alarm no longer waits for it (it stays in the heap until due or
     /// cleaned).
@@ -114,26 +125,74 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// The process's clock, served by a thread of its own.
+fn process_clock() -> &'static Arc<Clock> {
+    static PROCESS: OnceLock<Arc<Clock>> = OnceLock::new();
+    PROCESS.get_or_init(|| Arc::new(Clock::new(Kind::Thread(Condvar::new()))))
+}
+
+/// The clock for an alarm registered now: the current runtime's, else the
+/// process's.
+fn current_clock() -> Arc<Clock> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Some(clock) = runtime::clock() {
+        return clock;
+    }
+    process_clock().clone()
+}
+
 impl Clock {
-    /// Register `entry` for `at`; false if the thread cannot be started.
-    fn register(&'static self, at: Instant, entry: Arc<Entry>) -> bool {
+    fn new(kind: Kind) -> Self {
+        Clock {
+            state: Mutex::new(State::default()),
+            kind,
+        }
+    }
+
+    /// Register `entry` for `at`; false if this clock cannot take it (its
+    /// runtime shut down, its thread cannot be started).
+    fn register(self: &Arc<Self>, at: Instant, entry: Arc<Entry>) -> bool {
         let mut st = lock(&self.state);
-        if !st.thread {
+        if st.dead {
+            return false;
+        }
+        if matches!(self.kind, Kind::Thread(_)) && !st.started {
+            let clock = self.clone();
             let spawned = std::thread::Builder::new()
                 .name("ws-net-clock".into())
-                .spawn(move || self.run());
+                .spawn(move || clock.run_thread());
             if spawned.is_err() {
                 return false;
             }
-            st.thread = true;
+            st.started = true;
         }
         st.seq += 1;
         let seq = st.seq;
         st.heap.push(Reverse(Item { at, seq, entry }));
-        if st.sleeping_until.is_none_or(|t| at < t) {
-            self.wake.notify_one();
+        if st.armed.is_none_or(|t| at < t) {
+            self.arm(&mut st, at);
         }
         true
+    }
+
+    /// Make the clock wake up at `at` (earlier than it would).
+    fn arm(&self, st: &mut State, at: Instant) {
+        match &self.kind {
+            // The thread sets `armed` itself when it goes to sleep.
+            Kind::Thread(wake) => wake.notify_one(),
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            Kind::Timerfd(fd) => {
+                if runtime::set(fd, at) {
+                    st.armed = Some(at);
+                } else {
+                    // Cannot happen for a valid descriptor and time; should
+                    // it, the clock stops and its alarms move elsewhere.
+                    // (Under the lock: tokio's wakers only schedule.)
+                    st.dead = true;
+                    fire_all(st).into_iter().for_each(Waker::wake);
+                }
+            }
+        }
     }
 
     /// An alarm stopped waiting for `entry`.
@@ -158,28 +217,17 @@ impl Clock {
         }
     }
 
-    /// The thread: fire what is due, sleep until the next deadline.
-    fn run(&self) {
+    /// The clock thread: fire what is due, sleep until the next deadline.
+    fn run_thread(&self) {
+        let Kind::Thread(wake) = &self.kind else {
+            return;
+        };
         let mut due = Vec::new();
         let mut st = lock(&self.state);
         loop {
-            st.sleeping_until = None;
+            st.armed = None;
             let now = Instant::now();
-            while let Some(Reverse(item)) = st.heap.peek() {
-                if item.at > now {
-                    break;
-                }
-                let Some(Reverse(item)) = st.heap.pop() else {
-                    break;
-                };
-                let mut e = lock(&item.entry.state);
-                if e.cancelled {
-                    st.cancelled -= 1;
-                    continue;
-                }
-                e.fired = true;
-                due.extend(e.waker.take());
-            }
+            take_due(&mut st, now, &mut due);
             if !due.is_empty() {
                 // Wake outside the lock: a waker may run a task at once.
                 drop(st);
@@ -192,15 +240,206 @@ impl Clock {
             st = match st.heap.peek() {
                 Some(Reverse(item)) => {
                     let at = item.at;
-                    st.sleeping_until = Some(at);
+                    st.armed = Some(at);
                     let wait = at.saturating_duration_since(now);
-                    self.wake
-                        .wait_timeout(st, wait)
+                    wake.wait_timeout(st, wait)
                         .unwrap_or_else(|e| e.into_inner())
                         .0
                 }
-                None => self.wake.wait(st).unwrap_or_else(|e| e.into_inner()),
+                None => wake.wait(st).unwrap_or_else(|e| e.into_inner()),
             };
+        }
+    }
+}
+
+/// Take the entries due at `now` out of the heap, their wakers into `due`.
+fn take_due(st: &mut State, now: Instant, due: &mut Vec<Waker>) {
+    while let Some(Reverse(item)) = st.heap.peek() {
+        if item.at > now {
+            break;
+        }
+        let Some(Reverse(item)) = st.heap.pop() else {
+            break;
+        };
+        let mut e = lock(&item.entry.state);
+        if e.cancelled {
+            st.cancelled -= 1;
+            continue;
+        }
+        e.fired = true;
+        due.extend(e.waker.take());
+    }
+}
+
+/// Empty the heap of a clock that stopped; the wakers of its alarms are
+/// returned, for the caller to wake: each alarm then registers again, on a
+/// clock that runs.
+fn fire_all(st: &mut State) -> Vec<Waker> {
+    let mut wakers = Vec::new();
+    for Reverse(item) in st.heap.drain() {
+        let mut e = lock(&item.entry.state);
+        e.fired = true;
+        wakers.extend(e.waker.take());
+    }
+    st.cancelled = 0;
+    st.armed = None;
+    wakers
+}
+
+/// A runtime's clock: a timer descriptor and the task that reads it.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod runtime {
+    use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+    use std::sync::{Arc, Mutex, Weak};
+    use std::time::{Duration, Instant};
+
+    use rustix::time::{
+        timerfd_create, timerfd_settime, Itimerspec, TimerfdClockId, TimerfdFlags,
+        TimerfdTimerFlags, Timespec,
+    };
+    use tokio::io::unix::AsyncFd;
+    use tokio::io::Interest;
+    use tokio::runtime::{Handle, Id};
+
+    use std::task::Waker;
+
+    use super::{fire_all, lock, take_due, Clock, Kind};
+
+    /// The runtimes that have a clock (`None`: that cannot have one, having
+    /// no reactor), while they run.
+    static RUNTIMES: Mutex<Vec<(Id, Option<Weak<Clock>>)>> = Mutex::new(Vec::new());
+
+    /// The current runtime's clock, made on first use; `None` outside a
+    /// runtime, or when the runtime cannot have one.
+    pub(super) fn clock() -> Option<Arc<Clock>> {
+        let handle = Handle::try_current().ok()?;
+        let id = handle.id();
+        let mut runtimes = lock(&RUNTIMES);
+        if let Some((_, known)) = runtimes.iter().find(|(i, _)| *i == id) {
+            let clock = known.as_ref()?.upgrade();
+            if let Some(clock) = clock.filter(|c| !lock(&c.state).dead) {
+                return Some(clock);
+            }
+        }
+        // Forget runtimes whose clock is gone (each had its own id).
+        runtimes
+            .retain(|(i, known)| *i != id && known.as_ref().is_none_or(|w| w.strong_count() > 0));
+        let made = make(&handle);
+        runtimes.push((id, made.as_ref().map(Arc::downgrade)));
+        made
+    }
+
+    fn make(handle: &Handle) -> Option<Arc<Clock>> {
+        let fd = timerfd_create(
+            TimerfdClockId::Monotonic,
+            TimerfdFlags::NONBLOCK | TimerfdFlags::CLOEXEC,
+        )
+        .ok()?;
+        let fd = Arc::new(fd);
+        let clock = Arc::new(Clock::new(Kind::Timerfd(fd.clone())));
+        // Registering with the reactor fails on a runtime without I/O.
+        let fd = watch(ClockFd(fd)).ok()?;
+        // The guard is made here, not in the task: a task dropped before
+        // it first runs (its runtime shut down) stops the clock too.
+        handle.spawn(tick(Stop(clock.clone()), fd));
+        Some(clock)
+    }
+
+    /// Set the descriptor to expire at `at` (at once, if past).
+    pub(super) fn set(fd: &OwnedFd, at: Instant) -> bool {
+        // A zero time would disarm it.
+        let wait = at
+            .saturating_duration_since(Instant::now())
+            .max(Duration::from_nanos(1));
+        let Ok(value) = Timespec::try_from(wait) else {
+            return false;
+        };
+        let spec = Itimerspec {
+            it_interval: Timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: value,
+        };
+        timerfd_settime(fd, TimerfdTimerFlags::empty(), &spec).is_ok()
+    }
+
+    /// What the reactor watches: the clock's descriptor.
+    struct ClockFd(Arc<OwnedFd>);
+
+    impl AsRawFd for ClockFd {
+        fn as_raw_fd(&self) -> RawFd {
+            self.0.as_raw_fd()
+        }
+    }
+
+    /// Register the descriptor with the current runtime's reactor, for
+    /// reading.
+    ///
+    /// The one `unsafe` block of this crate. tokio's safe constructors for
+    /// `AsyncFd` are deprecated (they cannot check that the descriptor
+    /// stays open), and a clock thread instead would cost every system
+    /// call of a single-threaded server (see the module's documentation,
+    /// and the echo benchmark at one connection: `ws bench -c 1 -s 16`).
+    #[allow(unsafe_code)]
+    fn watch(fd: ClockFd) -> std::io::Result<AsyncFd<ClockFd>> {
+        // SAFETY: `register_with_interest` needs the descriptor that
+        // `as_raw_fd` returns to be open, to refer to the same file, and to
+        // be returned by every call, for as long as the `AsyncFd` owns the
+        // value. `ClockFd` holds an `Arc<OwnedFd>`: the `OwnedFd` is
+        // closed only when its last `Arc` is dropped, the `AsyncFd` holds
+        // one until it is dropped (it deregisters first) or gives the value
+        // back, and nothing replaces the descriptor in the `Arc` (this module
+        // never takes a `&mut` to it), so `as_raw_fd` returns the same open
+        // descriptor throughout.
+        unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.map_err(Into::into)
+    }
+
+    /// Marks the clock stopped when its task is dropped (the runtime shut
+    /// down), waking its alarms so they move to another clock.
+    struct Stop(Arc<Clock>);
+
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let mut st = lock(&self.0.state);
+            st.dead = true;
+            let wakers = fire_all(&mut st);
+            drop(st);
+            wakers.into_iter().for_each(Waker::wake);
+        }
+    }
+
+    /// The clock's task: each time the descriptor expires, fire what is
+    /// due and set it for the next deadline.
+    async fn tick(stop: Stop, fd: AsyncFd<ClockFd>) {
+        let clock = &stop.0;
+        let mut due = Vec::new();
+        loop {
+            let Ok(mut ready) = fd.readable().await else {
+                return;
+            };
+            // Reading takes the expiration; nothing to read means it was
+            // set again since (to an earlier time): wait for that.
+            let read = ready.try_io(|fd| {
+                let mut count = [0u8; 8];
+                rustix::io::read(&*fd.get_ref().0, &mut count).map_err(std::io::Error::from)
+            });
+            if read.is_err() {
+                continue;
+            }
+            {
+                let mut st = lock(&clock.state);
+                st.armed = None;
+                take_due(&mut st, Instant::now(), &mut due);
+                let next = st.heap.peek().map(|r| r.0.at);
+                if let Some(at) = next {
+                    clock.arm(&mut st, at);
+                }
+            }
+            // Wake outside the lock: a waker may run a task at once.
+            for w in due.drain(..) {
+                w.wake();
+            }
         }
     }
 }
@@ -210,13 +449,14 @@ impl Clock {
 #[derive(Default)]
 pub(crate) struct Alarm {
     reg: Option<Registration>,
-    /// The runtime's timer, when the clock's thread cannot be started.
+    /// The runtime's timer, when no clock takes the registration.
     fallback: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 struct Registration {
     at: Instant,
     entry: Arc<Entry>,
+    clock: Arc<Clock>,
 }
 
 impl Alarm {
@@ -250,15 +490,25 @@ impl Alarm {
             return Poll::Ready(());
         }
         if let Some(old) = self.reg.take() {
-            CLOCK.cancel(&old.entry);
+            old.clock.cancel(&old.entry);
         }
         let entry = Arc::new(Entry::default());
         lock(&entry.state).waker = Some(cx.waker().clone());
-        if CLOCK.register(deadline, entry.clone()) {
+        // The clock of the runtime polling it, else the process's thread.
+        let current = current_clock();
+        let clock = if current.register(deadline, entry.clone()) {
+            Some(current)
+        } else {
+            let process = process_clock();
+            (!Arc::ptr_eq(&current, process) && process.register(deadline, entry.clone()))
+                .then(|| process.clone())
+        };
+        if let Some(clock) = clock {
             self.fallback = None;
             self.reg = Some(Registration {
                 at: deadline,
                 entry,
+                clock,
             });
             return Poll::Pending;
         }
@@ -282,7 +532,7 @@ impl Alarm {
 impl Drop for Alarm {
     fn drop(&mut self) {
         if let Some(reg) = self.reg.take() {
-            CLOCK.cancel(&reg.entry);
+            reg.clock.cancel(&reg.entry);
         }
     }
 }
@@ -375,10 +625,8 @@ mod tests {
             })
             .await;
         }
-        // Other tests run beside this one, each with at most a few live
-        // registrations.
-        let len = lock(&CLOCK.state).heap.len();
-        assert!(len <= 2 * MIN_CLEAN + 16, "{len} entries kept");
+        let len = lock(&current_clock().state).heap.len();
+        assert!(len <= 2 * MIN_CLEAN, "{len} entries kept");
     }
 
     /// Many alarms, due at once, on a multi-threaded runtime: each fires.
@@ -400,5 +648,153 @@ mod tests {
                 .expect("every alarm fires")
                 .unwrap();
         }
+    }
+
+    /// The clock an alarm is registered with.
+    fn clock_of(alarm: &Alarm) -> Arc<Clock> {
+        alarm
+            .reg
+            .as_ref()
+            .map(|r| r.clock.clone())
+            .expect("registered")
+    }
+
+    fn register_far(alarm: &mut Alarm, cx: &mut Context<'_>) {
+        let far = Instant::now() + Duration::from_secs(3600);
+        assert!(alarm.poll_until(cx, Some(far)).is_pending());
+    }
+
+    /// Counts wake-ups; for polling outside a runtime.
+    #[derive(Default)]
+    struct Count(
+        std::sync::atomic::AtomicUsize,
+        std::sync::Mutex<Option<std::thread::Thread>>,
+    );
+
+    impl std::task::Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if let Some(t) = lock(&self.1).as_ref() {
+                t.unpark();
+            }
+        }
+    }
+
+    /// On Linux a runtime's alarms share one timer descriptor of that
+    /// runtime, and no thread is started for them.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    #[tokio::test]
+    async fn a_runtime_has_a_clock_of_its_own() {
+        let (mut a, mut b) = (Alarm::default(), Alarm::default());
+        std::future::poll_fn(|cx| {
+            register_far(&mut a, cx);
+            register_far(&mut b, cx);
+            Poll::Ready(())
+        })
+        .await;
+        let clock = clock_of(&a);
+        assert!(matches!(clock.kind, Kind::Timerfd(_)));
+        assert!(Arc::ptr_eq(&clock, &clock_of(&b)));
+        assert!(!lock(&clock.state).started, "no thread");
+        let start = Instant::now();
+        a.until(Some(start + Duration::from_millis(30))).await;
+        assert!(start.elapsed() >= Duration::from_millis(30));
+        assert!(Arc::ptr_eq(&clock, &clock_of(&a)), "same clock again");
+    }
+
+    /// Two runtimes on one thread: the alarms of the one running fire
+    /// while the other, idle, is not driven.
+    #[test]
+    fn each_runtime_fires_its_own_alarms() {
+        let rt = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let (idle, busy) = (rt(), rt());
+        let mut parked = Alarm::default();
+        idle.block_on(std::future::poll_fn(|cx| {
+            register_far(&mut parked, cx);
+            Poll::Ready(())
+        }));
+        let start = Instant::now();
+        busy.block_on(async {
+            let mut alarm = Alarm::default();
+            let fired = tokio::time::timeout(
+                Duration::from_secs(5),
+                alarm.until(Some(start + Duration::from_millis(20))),
+            )
+            .await;
+            assert!(fired.is_ok(), "the alarm fired");
+        });
+        drop(parked);
+    }
+
+    /// When a runtime shuts down, its clock stops and wakes the alarms
+    /// still registered with it; polled again on another runtime, an alarm
+    /// registers there and fires.
+    #[test]
+    fn alarms_move_when_their_runtime_stops() {
+        let rt = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+        };
+        let first = rt();
+        let count = Arc::new(Count::default());
+        let waker = Waker::from(count.clone());
+        let mut alarm = Alarm::default();
+        first.block_on(async {
+            register_far(&mut alarm, &mut Context::from_waker(&waker));
+        });
+        let old = clock_of(&alarm);
+        drop(first);
+        assert!(lock(&old.state).dead || matches!(old.kind, Kind::Thread(_)));
+        if lock(&old.state).dead {
+            assert_eq!(
+                count.0.load(std::sync::atomic::Ordering::SeqCst),
+                1,
+                "woken"
+            );
+        }
+        let start = Instant::now();
+        rt().block_on(async {
+            let fired = tokio::time::timeout(
+                Duration::from_secs(5),
+                alarm.until(Some(start + Duration::from_millis(20))),
+            )
+            .await;
+            assert!(fired.is_ok(), "the alarm fired");
+        });
+        assert!(start.elapsed() >= Duration::from_millis(20));
+        assert!(!Arc::ptr_eq(&old, &clock_of(&alarm)) || matches!(old.kind, Kind::Thread(_)));
+    }
+
+    /// Outside a runtime the process's thread keeps the deadlines.
+    #[test]
+    fn outside_a_runtime_the_thread_fires() {
+        let count = Arc::new(Count::default());
+        *lock(&count.1) = Some(std::thread::current());
+        let waker = Waker::from(count.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut alarm = Alarm::default();
+        let start = Instant::now();
+        let deadline = start + Duration::from_millis(20);
+        assert!(alarm.poll_until(&mut cx, Some(deadline)).is_pending());
+        assert!(matches!(clock_of(&alarm).kind, Kind::Thread(_)));
+        while alarm.poll_until(&mut cx, Some(deadline)).is_pending() {
+            assert!(start.elapsed() < Duration::from_secs(5), "fired in time");
+            std::thread::park_timeout(Duration::from_millis(100));
+        }
+        assert!(start.elapsed() >= Duration::from_millis(20));
+        assert!(
+            count.0.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+            "woken"
+        );
     }
 }
