@@ -60,8 +60,10 @@ pub(crate) async fn drive(shared: Arc<Shared>) {
     };
     // The timers' next deadline, on the connections' own clock (see
     // `timer`): the runtime's timer would make every wait of the runtime
-    // for I/O a wait with a timeout.
-    let mut alarm = Alarm::default();
+    // for I/O a wait with a timeout. A tokio TCP socket shows that this
+    // runtime has a reactor, which can then keep the clock.
+    let tcp = shared.lock().io.as_ref().is_some_and(WriteHalf::is_tcp);
+    let mut alarm = Alarm::new(tcp);
     loop {
         let mut deadline: Option<Instant> = None;
         let step = {

@@ -21,10 +21,14 @@
 //! every system call and allocation of a single-threaded server pay for
 //! thread safety (glibc's cancellation points and arena locks, the
 //! kernel's file table references), about 0.3 µs per message in the same
-//! measurement. Elsewhere, outside a runtime, or when a timer descriptor
-//! cannot be made, one thread serves the process, sleeping until the
-//! earliest deadline; if that thread cannot be started either, an alarm
-//! falls back to the runtime's timer.
+//! measurement. The first connection on a tokio TCP socket makes a
+//! runtime's clock (the socket shows the runtime has a reactor; tokio
+//! panics when a descriptor is registered with a runtime built without
+//! I/O, and cannot be asked); connections on other transports use it once
+//! it exists. Elsewhere, before that, outside a runtime, or when a timer
+//! descriptor cannot be made, one thread serves the process, sleeping
+//! until the earliest deadline; if that thread cannot be started either,
+//! an alarm falls back to the runtime's timer.
 //!
 //! These deadlines need no precision (the shortest sensible one is a
 //! fraction of a second), and move rarely: a keepalive deadline moves
@@ -132,12 +136,14 @@ fn process_clock() -> &'static Arc<Clock> {
 }
 
 /// The clock for an alarm registered now: the current runtime's, else the
-/// process's.
-fn current_clock() -> Arc<Clock> {
+/// process's. `create`: the runtime may be given a clock if it has none
+/// (it has a reactor; see [`Alarm::new`]).
+fn current_clock(create: bool) -> Arc<Clock> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    if let Some(clock) = runtime::clock() {
+    if let Some(clock) = runtime::clock(create) {
         return clock;
     }
+    let _ = create;
     process_clock().clone()
 }
 
@@ -305,30 +311,34 @@ mod runtime {
 
     use super::{fire_all, lock, take_due, Clock, Kind};
 
-    /// The runtimes that have a clock (`None`: that cannot have one, having
-    /// no reactor), while they run.
-    static RUNTIMES: Mutex<Vec<(Id, Option<Weak<Clock>>)>> = Mutex::new(Vec::new());
+    /// The runtimes that have a clock, while they run.
+    static RUNTIMES: Mutex<Vec<(Id, Weak<Clock>)>> = Mutex::new(Vec::new());
 
-    /// The current runtime's clock, made on first use; `None` outside a
-    /// runtime, or when the runtime cannot have one.
-    pub(super) fn clock() -> Option<Arc<Clock>> {
+    /// The current runtime's clock; `None` outside a runtime, or when it
+    /// has none and `create` is false. `create` promises that the runtime
+    /// has a reactor: tokio panics when a descriptor is registered with a
+    /// runtime built without I/O, and offers no way to ask.
+    pub(super) fn clock(create: bool) -> Option<Arc<Clock>> {
         let handle = Handle::try_current().ok()?;
         let id = handle.id();
         let mut runtimes = lock(&RUNTIMES);
-        if let Some((_, known)) = runtimes.iter().find(|(i, _)| *i == id) {
-            let clock = known.as_ref()?.upgrade();
-            if let Some(clock) = clock.filter(|c| !lock(&c.state).dead) {
+        let known = runtimes.iter().find(|(i, _)| *i == id);
+        if let Some(clock) = known.and_then(|(_, w)| w.upgrade()) {
+            if !lock(&clock.state).dead {
                 return Some(clock);
             }
         }
-        // Forget runtimes whose clock is gone (each had its own id).
-        runtimes
-            .retain(|(i, known)| *i != id && known.as_ref().is_none_or(|w| w.strong_count() > 0));
-        let made = make(&handle);
-        runtimes.push((id, made.as_ref().map(Arc::downgrade)));
-        made
+        if !create {
+            return None;
+        }
+        // Forget clocks that are gone (each runtime has its own id).
+        runtimes.retain(|(i, w)| *i != id && w.strong_count() > 0);
+        let made = make(&handle)?;
+        runtimes.push((id, Arc::downgrade(&made)));
+        Some(made)
     }
 
+    /// A clock for the runtime of `handle`, which has a reactor.
     fn make(handle: &Handle) -> Option<Arc<Clock>> {
         let fd = timerfd_create(
             TimerfdClockId::Monotonic,
@@ -337,7 +347,6 @@ mod runtime {
         .ok()?;
         let fd = Arc::new(fd);
         let clock = Arc::new(Clock::new(Kind::Timerfd(fd.clone())));
-        // Registering with the reactor fails on a runtime without I/O.
         let fd = watch(ClockFd(fd)).ok()?;
         // The guard is made here, not in the task: a task dropped before
         // it first runs (its runtime shut down) stops the clock too.
@@ -448,6 +457,8 @@ mod runtime {
 /// and poll it with the current deadline. Dropping it cancels the wait.
 #[derive(Default)]
 pub(crate) struct Alarm {
+    /// The runtimes polling it have a reactor: it may give one a clock.
+    reactor: bool,
     reg: Option<Registration>,
     /// The runtime's timer, when no clock takes the registration.
     fallback: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -460,6 +471,18 @@ struct Registration {
 }
 
 impl Alarm {
+    /// An alarm for a task on a runtime that has a reactor (`reactor`: it
+    /// polls a tokio socket), which may then get a clock of its own; any
+    /// alarm uses the runtime's clock once it has one, and the process's
+    /// thread before.
+    pub(crate) fn new(reactor: bool) -> Self {
+        Alarm {
+            reactor,
+            reg: None,
+            fallback: None,
+        }
+    }
+
     /// Ready once `deadline` has passed; never for `None`. Wakes the task
     /// at most once before the deadline (when it was registered for an
     /// earlier one). Cancel-safe.
@@ -495,7 +518,7 @@ impl Alarm {
         let entry = Arc::new(Entry::default());
         lock(&entry.state).waker = Some(cx.waker().clone());
         // The clock of the runtime polling it, else the process's thread.
-        let current = current_clock();
+        let current = current_clock(self.reactor);
         let clock = if current.register(deadline, entry.clone()) {
             Some(current)
         } else {
@@ -542,9 +565,8 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    #[tokio::test]
-    async fn fires_at_the_deadline() {
-        let mut alarm = Alarm::default();
+    async fn fires_at_the_deadline(reactor: bool) {
+        let mut alarm = Alarm::new(reactor);
         let start = Instant::now();
         alarm.until(Some(start + Duration::from_millis(50))).await;
         let took = start.elapsed();
@@ -552,9 +574,8 @@ mod tests {
         assert!(took < Duration::from_secs(5), "{took:?}");
     }
 
-    #[tokio::test]
-    async fn a_past_deadline_is_ready_at_once() {
-        let mut alarm = Alarm::default();
+    async fn a_past_deadline_is_ready_at_once(reactor: bool) {
+        let mut alarm = Alarm::new(reactor);
         let past = Instant::now() - Duration::from_millis(1);
         std::future::poll_fn(|cx| {
             assert!(alarm.poll_until(cx, Some(past)).is_ready());
@@ -564,18 +585,16 @@ mod tests {
         assert!(alarm.reg.is_none(), "nothing registered");
     }
 
-    #[tokio::test]
-    async fn none_never_fires() {
-        let mut alarm = Alarm::default();
+    async fn none_never_fires(reactor: bool) {
+        let mut alarm = Alarm::new(reactor);
         let r = tokio::time::timeout(Duration::from_millis(50), alarm.until(None)).await;
         assert!(r.is_err());
     }
 
     /// A later deadline keeps the earlier registration, which wakes the
     /// task once; the alarm then waits the rest.
-    #[tokio::test]
-    async fn a_later_deadline_waits_the_whole_time() {
-        let mut alarm = Alarm::default();
+    async fn a_later_deadline_waits_the_whole_time(reactor: bool) {
+        let mut alarm = Alarm::new(reactor);
         let start = Instant::now();
         std::future::poll_fn(|cx| {
             assert!(alarm
@@ -584,6 +603,12 @@ mod tests {
             Poll::Ready(())
         })
         .await;
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        assert_eq!(
+            matches!(clock_of(&alarm).kind, Kind::Timerfd(_)),
+            reactor,
+            "the clock of this test"
+        );
         let first = alarm.reg.as_ref().map(|r| r.entry.clone()).unwrap();
         alarm.until(Some(start + Duration::from_millis(80))).await;
         assert!(start.elapsed() >= Duration::from_millis(80));
@@ -592,9 +617,8 @@ mod tests {
 
     /// An earlier deadline replaces the registration, and the replaced
     /// one no longer holds the task's waker.
-    #[tokio::test]
-    async fn an_earlier_deadline_re_registers() {
-        let mut alarm = Alarm::default();
+    async fn an_earlier_deadline_re_registers(reactor: bool) {
+        let mut alarm = Alarm::new(reactor);
         let start = Instant::now();
         std::future::poll_fn(|cx| {
             assert!(alarm
@@ -614,29 +638,32 @@ mod tests {
     /// Dropped alarms leave no waker behind, and their entries are cleaned
     /// out of the heap: it stays bounded however many connections come
     /// and go with far deadlines.
-    #[tokio::test]
-    async fn dropped_alarms_are_cleaned_up() {
+    async fn dropped_alarms_are_cleaned_up(reactor: bool) {
         let far = Instant::now() + Duration::from_secs(3600);
+        let mut clock = None;
         for _ in 0..10 * MIN_CLEAN {
-            let mut alarm = Alarm::default();
+            let mut alarm = Alarm::new(reactor);
             std::future::poll_fn(|cx| {
                 assert!(alarm.poll_until(cx, Some(far)).is_pending());
                 Poll::Ready(())
             })
             .await;
+            clock.get_or_insert_with(|| clock_of(&alarm));
         }
-        let len = lock(&current_clock().state).heap.len();
-        assert!(len <= 2 * MIN_CLEAN, "{len} entries kept");
+        let clock = clock.expect("registered");
+        // The process's thread serves other tests too, each with at most a
+        // few live registrations.
+        let len = lock(&clock.state).heap.len();
+        assert!(len <= 2 * MIN_CLEAN + 16, "{len} entries kept");
     }
 
     /// Many alarms, due at once, on a multi-threaded runtime: each fires.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn many_alarms_fire() {
+    async fn many_alarms_fire(reactor: bool) {
         let start = Instant::now();
         let mut tasks = Vec::new();
         for i in 0..200u64 {
             tasks.push(tokio::spawn(async move {
-                let mut alarm = Alarm::default();
+                let mut alarm = Alarm::new(reactor);
                 alarm
                     .until(Some(start + Duration::from_millis(20 + i % 7)))
                     .await;
@@ -648,6 +675,48 @@ mod tests {
                 .expect("every alarm fires")
                 .unwrap();
         }
+    }
+
+    /// Each test above, on a runtime's clock (where there is one) and on
+    /// the process's thread.
+    macro_rules! on_both_clocks {
+        ($($name:ident),* $(,)?) => {
+            mod on_the_runtime_clock {
+                $(
+                    #[tokio::test]
+                    async fn $name() {
+                        super::$name(true).await
+                    }
+                )*
+            }
+            mod on_the_thread {
+                $(
+                    #[tokio::test]
+                    async fn $name() {
+                        super::$name(false).await
+                    }
+                )*
+            }
+        };
+    }
+
+    on_both_clocks!(
+        fires_at_the_deadline,
+        a_past_deadline_is_ready_at_once,
+        none_never_fires,
+        a_later_deadline_waits_the_whole_time,
+        an_earlier_deadline_re_registers,
+        dropped_alarms_are_cleaned_up,
+    );
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_alarms_fire_on_the_runtime_clock() {
+        many_alarms_fire(true).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_alarms_fire_on_the_thread() {
+        many_alarms_fire(false).await
     }
 
     /// The clock an alarm is registered with.
@@ -684,17 +753,22 @@ mod tests {
     }
 
     /// On Linux a runtime's alarms share one timer descriptor of that
-    /// runtime, and no thread is started for them.
+    /// runtime, once an alarm of a task with a reactor made it.
     #[cfg(any(target_os = "linux", target_os = "android"))]
     #[tokio::test]
     async fn a_runtime_has_a_clock_of_its_own() {
-        let (mut a, mut b) = (Alarm::default(), Alarm::default());
+        let (mut before, mut a, mut b) = (Alarm::new(false), Alarm::new(true), Alarm::new(false));
         std::future::poll_fn(|cx| {
+            register_far(&mut before, cx);
             register_far(&mut a, cx);
             register_far(&mut b, cx);
             Poll::Ready(())
         })
         .await;
+        assert!(
+            matches!(clock_of(&before).kind, Kind::Thread(_)),
+            "no clock made without a reactor's promise"
+        );
         let clock = clock_of(&a);
         assert!(matches!(clock.kind, Kind::Timerfd(_)));
         assert!(Arc::ptr_eq(&clock, &clock_of(&b)));
@@ -716,14 +790,14 @@ mod tests {
                 .unwrap()
         };
         let (idle, busy) = (rt(), rt());
-        let mut parked = Alarm::default();
+        let mut parked = Alarm::new(true);
         idle.block_on(std::future::poll_fn(|cx| {
             register_far(&mut parked, cx);
             Poll::Ready(())
         }));
         let start = Instant::now();
         busy.block_on(async {
-            let mut alarm = Alarm::default();
+            let mut alarm = Alarm::new(true);
             let fired = tokio::time::timeout(
                 Duration::from_secs(5),
                 alarm.until(Some(start + Duration::from_millis(20))),
@@ -748,7 +822,7 @@ mod tests {
         let first = rt();
         let count = Arc::new(Count::default());
         let waker = Waker::from(count.clone());
-        let mut alarm = Alarm::default();
+        let mut alarm = Alarm::new(true);
         first.block_on(async {
             register_far(&mut alarm, &mut Context::from_waker(&waker));
         });
@@ -782,7 +856,7 @@ mod tests {
         *lock(&count.1) = Some(std::thread::current());
         let waker = Waker::from(count.clone());
         let mut cx = Context::from_waker(&waker);
-        let mut alarm = Alarm::default();
+        let mut alarm = Alarm::new(true);
         let start = Instant::now();
         let deadline = start + Duration::from_millis(20);
         assert!(alarm.poll_until(&mut cx, Some(deadline)).is_pending());
@@ -796,5 +870,28 @@ mod tests {
             count.0.load(std::sync::atomic::Ordering::SeqCst) >= 1,
             "woken"
         );
+    }
+
+    /// A runtime built without I/O has no reactor for a timer descriptor:
+    /// its alarms (which never promise one) use the process's thread.
+    #[test]
+    fn a_runtime_without_io_uses_the_thread() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut alarm = Alarm::new(false);
+            let start = Instant::now();
+            alarm.until(Some(start + Duration::from_millis(20))).await;
+            assert!(start.elapsed() >= Duration::from_millis(20));
+            let mut far = Alarm::new(false);
+            std::future::poll_fn(|cx| {
+                register_far(&mut far, cx);
+                Poll::Ready(())
+            })
+            .await;
+            assert!(matches!(clock_of(&far).kind, Kind::Thread(_)));
+        });
     }
 }

@@ -151,3 +151,35 @@ async fn garbage_and_huge_heads_get_errors_not_hangs() {
         );
     }
 }
+
+/// A connection over an in-memory transport on a runtime built without
+/// I/O (no reactor): its timers still run, and nothing panics. A client
+/// that never answers pings is found dead by keepalive.
+#[test]
+fn timers_run_on_a_runtime_without_io() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let (server_io, mut client_io) = tokio::io::duplex(64 * 1024);
+        let mut config = Config::default();
+        config.ping_interval = Some(Duration::from_millis(100));
+        config.ping_timeout = Duration::from_millis(150);
+        let mut ws = ws_net::WebSocket::from_raw(server_io, ws_net::Role::Server, config);
+        let start = Instant::now();
+        // The client reads (so writes never block) and never answers.
+        let drain = tokio::spawn(async move {
+            let mut buf = [0u8; 1024];
+            while matches!(client_io.read(&mut buf).await, Ok(n) if n > 0) {}
+        });
+        let end = match within(ws.recv()).await {
+            Some(Err(e)) => e,
+            Some(Ok(m)) => panic!("unexpected {m:?}"),
+            None => panic!("ended without an error"),
+        };
+        assert!(matches!(end, Error::KeepaliveTimeout), "{end:?}");
+        assert!(start.elapsed() >= Duration::from_millis(250));
+        drain.abort();
+    });
+}
