@@ -101,6 +101,9 @@ die() { log "run.sh: $*"; exit 1; }
 
 # --- build ------------------------------------------------------------------
 
+# The source measured: the commit (and whether crates/ differed from it)
+# when ws-cli is built, not when the report is written, which is long after.
+WS_SOURCE="$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- crates 2>/dev/null || echo ' + uncommitted changes')"
 BUILD_NOTE="not rebuilt (NO_BUILD=1)"
 if [[ "${NO_BUILD:-0}" != 1 ]]; then
     log "building ws-cli (release) in $ROOT"
@@ -451,7 +454,7 @@ paired_ratio() {
     echo "# ws side-by-side benchmark, $STAMP"
     echo
     echo "- machine: $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2 | sed 's/^ //' || echo '?'), $(nproc --all 2>/dev/null || echo '?') CPUs, Linux $(uname -r)"
-    echo "- ws at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- crates 2>/dev/null || echo ' + uncommitted changes'); $(rustc --version 2>/dev/null || echo 'rustc ?'); peers: $(peer_versions)"
+    echo "- ws at $WS_SOURCE; $(rustc --version 2>/dev/null || echo 'rustc ?'); peers: $(peer_versions)"
     echo "- $PIN_NOTE; every server single-threaded, TCP_NODELAY, backlog 1024"
     echo "- ${DURATION} s measured after ${WARMUP} s warm-up, $RUNS run(s) per cell and server, servers in turns, fresh server per run; binary messages; every echo verified; handshakes: $HS_RUNS run(s) of ${HS_DURATION} s per server"
     echo "- build: $BUILD_NOTE; load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?'); wall time $((SECONDS - START_TIME)) s"
