@@ -11,8 +11,8 @@ use std::time::Duration;
 /// I/O into a wait with a timeout: on Linux each runtime gets one timer
 /// descriptor, watched by its reactor and read by a task of its own
 /// (started with the first connection on a TCP socket); elsewhere, and
-/// before that, one clock thread serves the process. They follow the real clock: tokio's paused test clock
-/// does not move them.
+/// before that, one clock thread serves the process. They follow the real
+/// clock: tokio's paused test clock does not move them.
 ///
 /// ```
 /// use std::time::Duration;
