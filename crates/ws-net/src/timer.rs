@@ -297,17 +297,17 @@ fn fire_all(st: &mut State) -> Vec<Waker> {
 mod runtime {
     use std::os::fd::{AsRawFd, OwnedFd, RawFd};
     use std::sync::{Arc, Mutex, Weak};
+    use std::task::Waker;
     use std::time::{Duration, Instant};
 
     use rustix::time::{
         timerfd_create, timerfd_settime, Itimerspec, TimerfdClockId, TimerfdFlags,
         TimerfdTimerFlags, Timespec,
     };
+
     use tokio::io::unix::AsyncFd;
     use tokio::io::Interest;
     use tokio::runtime::{Handle, Id};
-
-    use std::task::Waker;
 
     use super::{fire_all, lock, take_due, Clock, Kind};
 
@@ -719,6 +719,14 @@ mod tests {
         many_alarms_fire(false).await
     }
 
+    /// A single-threaded runtime with I/O and time, like `#[tokio::test]`'s.
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
     /// The clock an alarm is registered with.
     fn clock_of(alarm: &Alarm) -> Arc<Clock> {
         alarm
@@ -783,13 +791,7 @@ mod tests {
     /// while the other, idle, is not driven.
     #[test]
     fn each_runtime_fires_its_own_alarms() {
-        let rt = || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-        };
-        let (idle, busy) = (rt(), rt());
+        let (idle, busy) = (runtime(), runtime());
         let mut parked = Alarm::new(true);
         idle.block_on(std::future::poll_fn(|cx| {
             register_far(&mut parked, cx);
@@ -813,13 +815,7 @@ mod tests {
     /// registers there and fires.
     #[test]
     fn alarms_move_when_their_runtime_stops() {
-        let rt = || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-        };
-        let first = rt();
+        let first = runtime();
         let count = Arc::new(Count::default());
         let waker = Waker::from(count.clone());
         let mut alarm = Alarm::new(true);
@@ -837,7 +833,7 @@ mod tests {
             );
         }
         let start = Instant::now();
-        rt().block_on(async {
+        runtime().block_on(async {
             let fired = tokio::time::timeout(
                 Duration::from_secs(5),
                 alarm.until(Some(start + Duration::from_millis(20))),
