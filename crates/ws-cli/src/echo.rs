@@ -5,7 +5,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpStream;
 use ws_net::server::Accept;
@@ -30,7 +30,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let rt = match crate::runtime(args.threads) {
+    // No timer in the runtime: ws-net times connections on its own clocks,
+    // and this server's two waits use them too (`ws_net::time`).
+    let rt = match crate::runtime_without_timer(args.threads) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("ws echo: cannot start runtime: {e}");
@@ -82,7 +84,7 @@ async fn serve(addr: SocketAddr, config: Config, protocols: Arc<[String]>) -> st
                     Err(e) => {
                         // Out of file descriptors and the like: pause, go on.
                         tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        ws_net::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
                 };
@@ -109,9 +111,9 @@ async fn serve(addr: SocketAddr, config: Config, protocols: Arc<[String]>) -> st
         let _ = w.close(CloseCode::GOING_AWAY, SHUTTING_DOWN).await;
     }
     drop(writers);
-    let deadline = tokio::time::Instant::now() + config.close_timeout + Duration::from_secs(1);
-    while Arc::strong_count(&live) > 1 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let deadline = Instant::now() + config.close_timeout + Duration::from_secs(1);
+    while Arc::strong_count(&live) > 1 && Instant::now() < deadline {
+        ws_net::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(())
 }

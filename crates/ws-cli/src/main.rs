@@ -67,14 +67,22 @@ fn main() -> ExitCode {
 
 /// A tokio runtime: current-thread for one thread, else multi-thread.
 fn runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    builder(threads).enable_all().build()
+}
+
+/// A runtime with I/O (and signals) but not tokio's timer, for a server
+/// that times everything with `ws_net::time`: each wait for I/O then skips
+/// the timer wheel.
+fn runtime_without_timer(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    builder(threads).enable_io().build()
+}
+
+fn builder(threads: usize) -> tokio::runtime::Builder {
     if threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
     } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .enable_all()
-            .build()
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
     }
 }

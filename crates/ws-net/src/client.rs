@@ -5,13 +5,14 @@ use http::header::{HeaderName, CONTENT_LENGTH};
 use http::{HeaderValue, Uri};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
 use ws_proto::handshake::{ClientRequest, UpgradeResponse};
 use ws_proto::Role;
 
 use crate::config::Config;
 use crate::conn::{HandshakeInfo, WebSocket};
 use crate::error::Error;
+use crate::timer::Deadline;
+use crate::transport::is_tcp_stream;
 
 /// Most bytes of a refusal's body kept in [`Error::Refused`].
 const MAX_REFUSAL_BODY: usize = 64 * 1024;
@@ -161,21 +162,22 @@ impl ClientBuilder {
             .uri
             .port_u16()
             .unwrap_or(if self.tls { 443 } else { 80 });
-        let connect_deadline = Instant::now() + self.config.connect_timeout;
-        let tcp =
-            tokio::time::timeout_at(connect_deadline, TcpStream::connect((host.as_str(), port)))
-                .await
-                .map_err(|_| Error::ConnectTimeout)??;
+        // A tokio socket needs a reactor: the timer may use it (`timer.rs`).
+        let connect_deadline = Deadline::after(self.config.connect_timeout, true);
+        let tcp = connect_deadline
+            .run(TcpStream::connect((host.as_str(), port)))
+            .await
+            .map_err(|_| Error::ConnectTimeout)??;
         tcp.set_nodelay(self.config.nodelay)?;
         if self.tls {
             #[cfg(feature = "tls")]
             {
                 let connector = self.tls_options.connector()?;
                 let name = crate::tls::server_name(&host)?;
-                let stream =
-                    tokio::time::timeout_at(connect_deadline, connector.connect(name, tcp))
-                        .await
-                        .map_err(|_| Error::ConnectTimeout)??;
+                let stream = connect_deadline
+                    .run(connector.connect(name, tcp))
+                    .await
+                    .map_err(|_| Error::ConnectTimeout)??;
                 return handshake(stream, self.request, self.config).await;
             }
         }
@@ -193,7 +195,7 @@ pub(crate) async fn handshake<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let deadline = Instant::now() + config.handshake_timeout;
+    let deadline = Deadline::after(config.handshake_timeout, is_tcp_stream(&stream));
     let exchange = async {
         let (bytes, pending) = request.into_handshake();
         stream.write_all(&bytes).await?;
@@ -231,7 +233,8 @@ where
             }
         }
     };
-    let (response, deflate, leftover) = tokio::time::timeout_at(deadline, exchange)
+    let (response, deflate, leftover) = deadline
+        .run(exchange)
         .await
         .map_err(|_| Error::HandshakeTimeout)??;
     let info = HandshakeInfo {

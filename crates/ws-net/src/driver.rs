@@ -21,7 +21,7 @@ use ws_proto::{CloseCode, CloseFrame, Event, Message, Role, State};
 
 use crate::conn::{Inner, Shared, MAX_SLICES};
 use crate::error::Error;
-use crate::timer::Alarm;
+use crate::timer::{Alarm, Deadline};
 use crate::transport::{ReadHalf, WriteHalf};
 
 /// How long the driver waits for a transport shutdown (TLS close_notify).
@@ -91,13 +91,13 @@ pub(crate) async fn drive(shared: Arc<Shared>) {
                 if orphan.is_none() {
                     orphan = shared.lock().orphan.take();
                 }
-                finish(&shared, io.take(), err, orphan.take(), &mut orphan_buf).await;
+                finish(&shared, io.take(), err, orphan.take(), &mut orphan_buf, tcp).await;
                 return;
             }
             Step::Write => {
                 let Some(w) = io.as_mut() else {
                     // Only the driver removes the write half for good.
-                    finish(&shared, None, None, orphan.take(), &mut orphan_buf).await;
+                    finish(&shared, None, None, orphan.take(), &mut orphan_buf, tcp).await;
                     return;
                 };
                 let result = tokio::select! {
@@ -311,6 +311,8 @@ async fn finish(
     err: Option<Error>,
     read: Option<ReadHalf>,
     scratch: &mut BytesMut,
+    // The transport is a tokio TCP socket (see `timer::Alarm::new`).
+    tcp: bool,
 ) {
     let at_once = {
         let mut inner = shared.lock();
@@ -335,7 +337,7 @@ async fn finish(
         }
         (io, read) => {
             if let Some(mut io) = io {
-                let _ = tokio::time::timeout(SHUTDOWN_WAIT, io.shutdown()).await;
+                let _ = Deadline::after(SHUTDOWN_WAIT, tcp).run(io.shutdown()).await;
             }
             if let Some(mut read) = read {
                 let drain = async {
@@ -353,7 +355,7 @@ async fn finish(
                         }
                     }
                 };
-                let _ = tokio::time::timeout(LINGER, drain).await;
+                let _ = Deadline::after(LINGER, tcp).run(drain).await;
             }
         }
     }

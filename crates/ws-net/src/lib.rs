@@ -10,7 +10,10 @@
 //!   one encoded frame to many connections.
 //!
 //! No protocol rule lives here: ws-proto decides, this crate moves bytes,
-//! and runs the clocks (keepalive, idle, handshake and close timeouts).
+//! and runs the clocks (keepalive, idle, connect, handshake and close
+//! timeouts). The clocks are its own, not tokio's timer: a runtime built
+//! with `enable_io()` alone runs everything here, and [`time`] offers the
+//! same clocks to an application on such a runtime.
 // One function may use `unsafe` (registering a timer descriptor with the
 // runtime, in `timer.rs`), with its safety argument there; nothing else.
 #![deny(unsafe_code)]
@@ -23,6 +26,7 @@ mod driver;
 mod error;
 mod pool;
 pub mod server;
+pub mod time;
 mod timer;
 #[cfg(feature = "tls")]
 mod tls;

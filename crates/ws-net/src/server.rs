@@ -35,7 +35,6 @@ use bytes::BytesMut;
 use http::{HeaderMap, StatusCode};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::time::Instant;
 use ws_proto::handshake::{self, parse_request_head};
 use ws_proto::{HandshakeError, Role};
 
@@ -44,6 +43,8 @@ pub use ws_proto::handshake::{Accept, UpgradeRequest};
 use crate::config::Config;
 use crate::conn::{HandshakeInfo, WebSocket};
 use crate::error::Error;
+use crate::timer::Deadline;
+use crate::transport::is_tcp_stream;
 
 /// The listen backlog of [`bind`].
 pub const LISTEN_BACKLOG: u32 = 1024;
@@ -136,7 +137,9 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: FnOnce(&UpgradeRequest) -> Result<Accept, Reject>,
 {
-    let deadline = Instant::now() + config.handshake_timeout;
+    // On the connections' clock, not the runtime's timer: a server needs
+    // no timer in its runtime (see `timer.rs`).
+    let deadline = Deadline::after(config.handshake_timeout, is_tcp_stream(&stream));
     let limits = config.handshake_limits;
     let read_head = async {
         let mut buf = BytesMut::with_capacity(1024);
@@ -154,7 +157,8 @@ where
             }
         }
     };
-    let head = tokio::time::timeout_at(deadline, read_head)
+    let head = deadline
+        .run(read_head)
         .await
         .map_err(|_| Error::HandshakeTimeout);
     let (head, leftover) = match head {
@@ -180,7 +184,8 @@ where
             return Err(Error::Rejected(reject.status));
         }
     };
-    tokio::time::timeout_at(deadline, stream.write_all(&bytes))
+    deadline
+        .run(stream.write_all(&bytes))
         .await
         .map_err(|_| Error::HandshakeTimeout)??;
     let info = HandshakeInfo { protocol, deflate };
@@ -232,7 +237,7 @@ pub fn upgrade_response<B>(
 
 async fn refuse<S>(
     mut stream: S,
-    deadline: Instant,
+    deadline: Deadline,
     err: HandshakeError,
 ) -> Result<WebSocket, Error>
 where
@@ -244,10 +249,11 @@ where
     Err(Error::Handshake(err))
 }
 
-async fn write_and_close<S: AsyncWrite + Unpin>(stream: &mut S, deadline: Instant, bytes: &[u8]) {
-    let _ = tokio::time::timeout_at(deadline, async {
-        stream.write_all(bytes).await?;
-        stream.shutdown().await
-    })
-    .await;
+async fn write_and_close<S: AsyncWrite + Unpin>(stream: &mut S, deadline: Deadline, bytes: &[u8]) {
+    let _ = deadline
+        .run(async {
+            stream.write_all(bytes).await?;
+            stream.shutdown().await
+        })
+        .await;
 }

@@ -552,6 +552,55 @@ impl Alarm {
     }
 }
 
+/// A deadline passed before the operation finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("deadline elapsed")]
+pub struct Elapsed;
+
+/// A deadline for a sequence of steps (a handshake's reads and writes),
+/// on the connections' clocks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
+    at: Instant,
+    /// As for [`Alarm::new`].
+    reactor: bool,
+}
+
+impl Deadline {
+    /// `timeout` from now; `reactor` as for [`Alarm::new`].
+    pub(crate) fn after(timeout: std::time::Duration, reactor: bool) -> Self {
+        Deadline {
+            at: Instant::now() + timeout,
+            reactor,
+        }
+    }
+
+    /// `fut`'s output, or [`Elapsed`] if the deadline passes first.
+    pub(crate) async fn run<F: std::future::Future>(self, fut: F) -> Result<F::Output, Elapsed> {
+        timeout_at(self.at, self.reactor, fut).await
+    }
+}
+
+/// `fut`'s output, or [`Elapsed`] if `deadline` passes first; timed by the
+/// connections' clocks, so it needs no timer in the runtime. `reactor` as
+/// for [`Alarm::new`]. `fut` is polled first: a future already done is not
+/// failed for a past deadline. Cancel-safe as far as `fut` is.
+pub(crate) async fn timeout_at<F: std::future::Future>(
+    deadline: Instant,
+    reactor: bool,
+    fut: F,
+) -> Result<F::Output, Elapsed> {
+    let mut fut = std::pin::pin!(fut);
+    let mut alarm = Alarm::new(reactor);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        alarm.poll_until(cx, Some(deadline)).map(|()| Err(Elapsed))
+    })
+    .await
+}
+
 impl Drop for Alarm {
     fn drop(&mut self) {
         if let Some(reg) = self.reg.take() {

@@ -43,6 +43,12 @@ where
     (ReadHalf::Boxed(Box::pin(r)), WriteHalf::Boxed(Box::pin(w)))
 }
 
+/// Whether `stream` is a tokio `TcpStream`: proof that the runtime polling
+/// it has a reactor (see `timer::Alarm::new`).
+pub(crate) fn is_tcp_stream<S: 'static>(stream: &S) -> bool {
+    (stream as &dyn Any).is::<TcpStream>()
+}
+
 impl WriteHalf {
     /// Whether the transport is a plain TCP socket, which
     /// [`close_at_once`](Self::close_at_once) closes without a shutdown.

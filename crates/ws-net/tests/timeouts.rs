@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{listener, raw_client, within, REQUEST};
+use common::{listener, raw_client, within, REQUEST, STEP};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use ws_net::{CloseCode, Config, Error, Message};
@@ -181,5 +181,85 @@ fn timers_run_on_a_runtime_without_io() {
         assert!(matches!(end, Error::KeepaliveTimeout), "{end:?}");
         assert!(start.elapsed() >= Duration::from_millis(250));
         drain.abort();
+    });
+}
+
+/// The runtime `ws echo` runs on: I/O but no tokio timer (which would
+/// panic if anything used it). A server's handshake timeout, keepalive on
+/// both sides, a client's connect and handshake, echoes and the closing
+/// handshake all run on ws-net's own clocks.
+#[test]
+fn a_server_and_a_client_run_on_a_runtime_without_a_timer() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // `within` uses tokio's timer; this bound uses ws-net's.
+        async fn bounded<T>(fut: impl std::future::Future<Output = T>) -> T {
+            ws_net::time::timeout(STEP, fut)
+                .await
+                .expect("test step timed out")
+        }
+        let (l, addr) = listener().await;
+        let mut config = Config::default();
+        config.handshake_timeout = Duration::from_millis(300);
+        config.ping_interval = Some(Duration::from_millis(100));
+        config.ping_timeout = Duration::from_millis(300);
+        let server_config = config.clone();
+        let server = tokio::spawn(async move {
+            // A client that sends nothing hits the handshake timeout.
+            let (tcp, _) = l.accept().await.unwrap();
+            let start = Instant::now();
+            let r = ws_net::server::accept(tcp, server_config.clone()).await;
+            assert!(matches!(r, Err(Error::HandshakeTimeout)), "{r:?}");
+            let waited = start.elapsed();
+            let (tcp, _) = l.accept().await.unwrap();
+            let mut ws = ws_net::server::accept(tcp, server_config).await.unwrap();
+            common::echo_loop(&mut ws).await;
+            waited
+        });
+        let silent = TcpStream::connect(addr).await.unwrap();
+        let (mut ws, _) = bounded(
+            ws_net::ClientBuilder::new(&format!("ws://{addr}/"))
+                .unwrap()
+                .config(config)
+                .connect(),
+        )
+        .await
+        .unwrap();
+        // Echoes for longer than a few ping intervals: the pings of both
+        // sides are answered, so neither side's keepalive ends it.
+        let until = Instant::now() + Duration::from_millis(700);
+        let mut i = 0;
+        while Instant::now() < until {
+            ws.send(Message::text(format!("{i}"))).await.unwrap();
+            loop {
+                match bounded(ws.recv()).await {
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(m)) => {
+                        assert_eq!(m, Message::text(format!("{i}")));
+                        break;
+                    }
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            ws_net::time::sleep(Duration::from_millis(50)).await;
+            i += 1;
+        }
+        ws.close(CloseCode::NORMAL, "done").await.unwrap();
+        while let Some(m) = bounded(ws.recv()).await {
+            assert!(
+                matches!(
+                    m,
+                    Ok(Message::Ping(_) | Message::Pong(_) | Message::Close(_))
+                ),
+                "{m:?}"
+            );
+        }
+        let waited = bounded(server).await.unwrap();
+        assert!(waited >= Duration::from_millis(300), "{waited:?}");
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        drop(silent);
     });
 }
