@@ -165,7 +165,7 @@ impl ClientBuilder {
         // A tokio socket needs a reactor: the timer may use it (`timer.rs`).
         let connect_deadline = Deadline::after(self.config.connect_timeout, true);
         let tcp = connect_deadline
-            .run(TcpStream::connect((host.as_str(), port)))
+            .run(std::pin::pin!(TcpStream::connect((host.as_str(), port))))
             .await
             .map_err(|_| Error::ConnectTimeout)??;
         tcp.set_nodelay(self.config.nodelay)?;
@@ -175,7 +175,7 @@ impl ClientBuilder {
                 let connector = self.tls_options.connector()?;
                 let name = crate::tls::server_name(&host)?;
                 let stream = connect_deadline
-                    .run(connector.connect(name, tcp))
+                    .run(std::pin::pin!(connector.connect(name, tcp)))
                     .await
                     .map_err(|_| Error::ConnectTimeout)??;
                 return handshake(stream, self.request, self.config).await;
@@ -234,7 +234,7 @@ where
         }
     };
     let (response, deflate, leftover) = deadline
-        .run(exchange)
+        .run(std::pin::pin!(exchange))
         .await
         .map_err(|_| Error::HandshakeTimeout)??;
     let info = HandshakeInfo {

@@ -337,7 +337,9 @@ async fn finish(
         }
         (io, read) => {
             if let Some(mut io) = io {
-                let _ = Deadline::after(SHUTDOWN_WAIT, tcp).run(io.shutdown()).await;
+                let _ = Deadline::after(SHUTDOWN_WAIT, tcp)
+                    .run(std::pin::pin!(io.shutdown()))
+                    .await;
             }
             if let Some(mut read) = read {
                 let drain = async {
@@ -355,7 +357,9 @@ async fn finish(
                         }
                     }
                 };
-                let _ = Deadline::after(LINGER, tcp).run(drain).await;
+                let _ = Deadline::after(LINGER, tcp)
+                    .run(std::pin::pin!(drain))
+                    .await;
             }
         }
     }
@@ -378,6 +382,8 @@ mod tests {
         let shared = Shared::new(core, Default::default(), write);
         let future = drive(shared);
         let size = std::mem::size_of_val(&future);
-        assert!(size <= 1024, "driver future is {size} bytes");
+        // 704 bytes with rustc 1.95; an `async fn` timeout in its closing
+        // steps once added 120 (see `timer::Timeout`).
+        assert!(size <= 800, "driver future is {size} bytes");
     }
 }

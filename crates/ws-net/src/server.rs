@@ -158,7 +158,7 @@ where
         }
     };
     let head = deadline
-        .run(read_head)
+        .run(std::pin::pin!(read_head))
         .await
         .map_err(|_| Error::HandshakeTimeout);
     let (head, leftover) = match head {
@@ -185,7 +185,7 @@ where
         }
     };
     deadline
-        .run(stream.write_all(&bytes))
+        .run(std::pin::pin!(stream.write_all(&bytes)))
         .await
         .map_err(|_| Error::HandshakeTimeout)??;
     let info = HandshakeInfo { protocol, deflate };
@@ -251,9 +251,9 @@ where
 
 async fn write_and_close<S: AsyncWrite + Unpin>(stream: &mut S, deadline: Deadline, bytes: &[u8]) {
     let _ = deadline
-        .run(async {
+        .run(std::pin::pin!(async {
             stream.write_all(bytes).await?;
             stream.shutdown().await
-        })
+        }))
         .await;
 }

@@ -32,7 +32,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 pub use crate::timer::Elapsed;
-use crate::timer::{timeout_at as clock_timeout_at, Alarm};
+use crate::timer::{Alarm, Timeout};
 
 /// Wait until `deadline` has passed. Cancel-safe (dropping it cancels the
 /// wait).
@@ -49,7 +49,7 @@ pub async fn sleep(duration: Duration) {
 /// dropped). `fut` is polled first, so one that is ready is not failed for
 /// a deadline already past. Cancel-safe if `fut` is.
 pub async fn timeout_at<F: Future>(deadline: Instant, fut: F) -> Result<F::Output, Elapsed> {
-    clock_timeout_at(deadline, false, fut).await
+    Timeout::new(deadline, false, std::pin::pin!(fut)).await
 }
 
 /// `fut`'s output, or [`Elapsed`] if it takes longer than `duration` (then
