@@ -471,7 +471,6 @@ mod runtime {
 
 /// Waits for a deadline that may change between waits: keep one per task
 /// and poll it with the current deadline. Dropping it cancels the wait.
-#[derive(Default)]
 pub(crate) struct Alarm {
     /// The runtimes polling it have a reactor: it may give one a clock.
     reactor: bool,

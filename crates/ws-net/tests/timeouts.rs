@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{listener, raw_client, within, REQUEST, STEP};
+use common::{listener, raw_client, within, REQUEST};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use ws_net::{CloseCode, Config, Error, Message};
@@ -55,15 +55,26 @@ async fn answered_pings_keep_the_connection() {
     .await
     .unwrap();
     // Keep reading (which answers the server's pings) for over a second.
-    let until = Instant::now() + Duration::from_millis(1200);
+    echo_texts_for(
+        &mut ws,
+        Duration::from_millis(1200),
+        Duration::from_millis(150),
+    )
+    .await;
+}
+
+/// Send numbered texts and check each echo, pausing between them, for
+/// `how_long`; reading answers the peer's pings on the way.
+async fn echo_texts_for(ws: &mut ws_net::WebSocket, how_long: Duration, pause: Duration) {
+    let until = Instant::now() + how_long;
     let mut i = 0;
     while Instant::now() < until {
         ws.send(Message::text(format!("{i}"))).await.unwrap();
         assert_eq!(
-            common::next_message(&mut ws).await,
+            common::next_message(ws).await,
             Some(Message::text(format!("{i}")))
         );
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        ws_net::time::sleep(pause).await;
         i += 1;
     }
 }
@@ -195,12 +206,6 @@ fn a_server_and_a_client_run_on_a_runtime_without_a_timer() {
         .build()
         .unwrap();
     rt.block_on(async {
-        // `within` uses tokio's timer; this bound uses ws-net's.
-        async fn bounded<T>(fut: impl std::future::Future<Output = T>) -> T {
-            ws_net::time::timeout(STEP, fut)
-                .await
-                .expect("test step timed out")
-        }
         let (l, addr) = listener().await;
         let mut config = Config::default();
         config.handshake_timeout = Duration::from_millis(300);
@@ -220,7 +225,7 @@ fn a_server_and_a_client_run_on_a_runtime_without_a_timer() {
             waited
         });
         let silent = TcpStream::connect(addr).await.unwrap();
-        let (mut ws, _) = bounded(
+        let (mut ws, _) = within(
             ws_net::ClientBuilder::new(&format!("ws://{addr}/"))
                 .unwrap()
                 .config(config)
@@ -230,25 +235,14 @@ fn a_server_and_a_client_run_on_a_runtime_without_a_timer() {
         .unwrap();
         // Echoes for longer than a few ping intervals: the pings of both
         // sides are answered, so neither side's keepalive ends it.
-        let until = Instant::now() + Duration::from_millis(700);
-        let mut i = 0;
-        while Instant::now() < until {
-            ws.send(Message::text(format!("{i}"))).await.unwrap();
-            loop {
-                match bounded(ws.recv()).await {
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Ok(m)) => {
-                        assert_eq!(m, Message::text(format!("{i}")));
-                        break;
-                    }
-                    other => panic!("unexpected {other:?}"),
-                }
-            }
-            ws_net::time::sleep(Duration::from_millis(50)).await;
-            i += 1;
-        }
+        echo_texts_for(
+            &mut ws,
+            Duration::from_millis(700),
+            Duration::from_millis(50),
+        )
+        .await;
         ws.close(CloseCode::NORMAL, "done").await.unwrap();
-        while let Some(m) = bounded(ws.recv()).await {
+        while let Some(m) = within(ws.recv()).await {
             assert!(
                 matches!(
                     m,
@@ -257,7 +251,7 @@ fn a_server_and_a_client_run_on_a_runtime_without_a_timer() {
                 "{m:?}"
             );
         }
-        let waited = bounded(server).await.unwrap();
+        let waited = within(server).await.unwrap();
         assert!(waited >= Duration::from_millis(300), "{waited:?}");
         assert!(waited < Duration::from_secs(5), "{waited:?}");
         drop(silent);

@@ -11,8 +11,9 @@ use ws_net::{Config, Message, WebSocket};
 /// Every test step is bounded by this.
 pub const STEP: Duration = Duration::from_secs(20);
 
+/// (On ws-net's clocks, so it works on a runtime without tokio's timer.)
 pub async fn within<T>(fut: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(STEP, fut)
+    ws_net::time::timeout(STEP, fut)
         .await
         .expect("test step timed out")
 }
