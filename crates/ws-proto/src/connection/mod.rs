@@ -704,6 +704,19 @@ impl Connection {
     /// Takes the payload by value: cloning a `Bytes` built from a `Vec`
     /// allocates, and a small payload is copied into the send buffer anyway.
     fn write_frame_rsv(&mut self, fin: bool, rsv: u8, opcode: OpCode, payload: Bytes) {
+        if self.role == Role::Server {
+            // Unmasked: header and payload are queued in one step.
+            let (header, n) = FrameHeader {
+                fin,
+                rsv,
+                opcode,
+                mask: None,
+                payload_len: payload.len() as u64,
+            }
+            .encode();
+            self.send.push_frame(&header[..n], payload);
+            return;
+        }
         match self.write_header(fin, rsv, opcode, payload.len()) {
             None => self.send.push_bytes(payload),
             Some(key) => self.send.push_masked(&payload, key),
@@ -981,16 +994,23 @@ impl Connection {
         Ok(())
     }
 
+    #[inline]
     fn flush_pending_pong(&mut self) {
+        // Checked inline on every `transmit`; the write is out of line.
         if self.pending_pong.is_some()
             && self.send.remaining() <= self.config.pong_backlog_threshold
         {
-            if let Some(p) = self.pending_pong.take() {
-                if self.state == State::Open {
-                    self.write_frame(true, OpCode::Pong, p);
-                }
-                self.coalesced_pings = 0;
+            self.write_pending_pong();
+        }
+    }
+
+    #[cold]
+    fn write_pending_pong(&mut self) {
+        if let Some(p) = self.pending_pong.take() {
+            if self.state == State::Open {
+                self.write_frame(true, OpCode::Pong, p);
             }
+            self.coalesced_pings = 0;
         }
     }
 

@@ -54,6 +54,22 @@ impl SendBuf {
         self.len += data.len();
     }
 
+    /// An unmasked frame: its header, then its payload as `push_bytes`
+    /// would queue it. A small frame's room is made once for both.
+    pub(crate) fn push_frame(&mut self, header: &[u8], payload: Bytes) {
+        let n = header.len() + payload.len();
+        if payload.len() > COPY_MAX {
+            self.push_slice(header);
+            self.push_bytes(payload);
+            return;
+        }
+        self.make_room(n);
+        self.tail.reserve(n);
+        self.tail.extend_from_slice(header);
+        self.tail.extend_from_slice(&payload);
+        self.len += n;
+    }
+
     pub(crate) fn push_bytes(&mut self, data: Bytes) {
         if data.len() <= COPY_MAX {
             self.push_slice(&data);
@@ -181,6 +197,15 @@ impl Buf for SendBuf {
     }
 
     fn chunks_vectored<'a>(&'a self, dst: &mut [IoSlice<'a>]) -> usize {
+        // The common case: small frames only, all in the tail.
+        if self.chunks.is_empty() {
+            let tail = &self.tail[self.head..];
+            if tail.is_empty() || dst.is_empty() {
+                return 0;
+            }
+            dst[0] = IoSlice::new(tail);
+            return 1;
+        }
         let mut n = 0;
         for c in self
             .chunks
@@ -272,5 +297,47 @@ mod tests {
         s.advance(1);
         assert_eq!(&s.copy_to_bytes(1)[..], b"h");
         assert_eq!(s.remaining(), 0);
+    }
+
+    /// Everything queued, through `chunks_vectored` as a writer sees it.
+    fn drain_vectored(s: &mut SendBuf, slots: usize) -> Vec<u8> {
+        let mut all = Vec::new();
+        while s.has_remaining() {
+            let first = {
+                let mut slices = vec![IoSlice::new(&[]); slots];
+                let n = s.chunks_vectored(&mut slices);
+                assert!(n > 0, "data remains but no slice was given");
+                slices[0].to_vec()
+            };
+            all.extend_from_slice(&first);
+            s.advance(first.len());
+        }
+        all
+    }
+
+    #[test]
+    fn frames_keep_header_and_payload_together_in_order() {
+        let mut s = SendBuf::default();
+        s.push_frame(&[0x82, 3], Bytes::from_static(b"abc"));
+        // One slice for a tail-only queue, even partly written.
+        s.advance(1);
+        {
+            let mut slices = [IoSlice::new(&[]); 4];
+            assert_eq!(s.chunks_vectored(&mut slices), 1);
+            assert_eq!(&*slices[0], &[3, b'a', b'b', b'c']);
+            assert_eq!(s.chunks_vectored(&mut []), 0);
+        }
+        s.push_frame(&[0x82, 126, 0x08, 0x58], Bytes::from(vec![9u8; LARGE]));
+        s.push_frame(&[0x81, 1], Bytes::from_static(b"z"));
+        let mut expect = vec![3, b'a', b'b', b'c', 0x82, 126, 0x08, 0x58];
+        expect.extend(vec![9u8; LARGE]);
+        expect.extend_from_slice(&[0x81, 1, b'z']);
+        assert_eq!(s.remaining(), expect.len());
+        assert_eq!(drain_vectored(&mut s, 8), expect);
+        assert_eq!(
+            s.chunks_vectored(&mut [IoSlice::new(&[])]),
+            0,
+            "nothing left"
+        );
     }
 }
