@@ -32,8 +32,9 @@
 #   IDLE_CONNS=10000  IDLE_HOLD=DURATION   (0 skips the idle test)
 #   HS_CONNS=64       concurrent open/close loops   HS_DURATION=10
 #                     (HS_DURATION=0 skips the handshake test)
-#   HS_RUNS=2         handshake runs per server (each starts with the
-#                     TIME_WAIT table drained, which takes up to a minute)
+#   HS_RUNS=3         handshake rounds, every server once per round (each
+#                     run starts with the TIME_WAIT table drained, which
+#                     takes up to a minute)
 #   GEN_BOUND_PCT=90  generator CPU (% of its cores) from which a result is
 #                     flagged as limited by the generator
 #   CONTENDED_PCT=5   run-queue wait (% of the window the server or the
@@ -80,7 +81,7 @@ if [[ "$QUICK" == 1 ]]; then
     HS_RUNS="${HS_RUNS:-1}"
 else
     HS_DURATION="${HS_DURATION:-10}"
-    HS_RUNS="${HS_RUNS:-2}"
+    HS_RUNS="${HS_RUNS:-3}"
 fi
 SERVER_CPUS="${SERVER_CPUS:-0}"
 GEN_CPUS="${GEN_CPUS:-1}"
@@ -372,35 +373,42 @@ wait_time_wait() {
     return 0
 }
 
-declare -A HS_RATE HS_CPU HS_GEN HS_WAIT
+# Like the echo cells, in rounds: every server once per round, each round
+# starting one server later, a fresh server per run, so a drift of the
+# machine over the minutes this takes weighs on every server alike.
+declare -A HS_RATE HS_CPU HS_GEN HS_WAIT HS_RUN
 if [[ "$HS_DURATION" != 0 ]]; then
-    for server in $SERVERS; do
-        start_server "$server"
-        rates=""
-        cpus=""
-        gens=""
-        waits=""
-        for run in $(seq 1 "$HS_RUNS"); do
+    declare -A hs_rates hs_cpus hs_gens hs_waits
+    for run in $(seq 1 "$HS_RUNS"); do
+        read -r -a order <<<"$SERVERS"
+        shift_by=$(((run - 1) % ${#order[@]}))
+        order=("${order[@]:shift_by}" "${order[@]:0:shift_by}")
+        for server in "${order[@]}"; do
             wait_time_wait
+            start_server "$server"
             json="$(bench --mode handshake -c "$HS_CONNS" -d "$HS_DURATION" --warmup "$WARMUP")"
+            stop_server
             if [[ -z "$json" || "$(jget "$json" ok)" != true ]]; then
                 log "handshake $server run $run: FAILED"
                 ANY_FAIL=1
                 continue
             fi
             printf '{"cell":"handshake","server":"%s","run":%d,"result":%s}\n' "$server" "$run" "$json" >>"$RAW"
-            rates+="$(jget "$json" handshakes_per_s)"$'\n'
-            cpus+="$(jget "$json" server_cpu_us_per_op)"$'\n'
-            gens+="$(jget "$json" gen_cpu_pct)"$'\n'
-            waits+="$(jget "$json" server_runq_wait_pct)"$'\n'"$(jget "$json" gen_runq_wait_pct)"$'\n'
+            HS_RUN[$server|$run]="$(jget "$json" handshakes_per_s)"
+            hs_rates[$server]+="$(jget "$json" handshakes_per_s)"$'\n'
+            hs_cpus[$server]+="$(jget "$json" server_cpu_us_per_op)"$'\n'
+            hs_gens[$server]+="$(jget "$json" gen_cpu_pct)"$'\n'
+            hs_waits[$server]+="$(jget "$json" server_runq_wait_pct)"$'\n'"$(jget "$json" gen_runq_wait_pct)"$'\n'
             log "handshake $server run $run: $(fmt_rate "$(jget "$json" handshakes_per_s)")/s, server $(fmt_num "$(jget "$json" server_cpu_us_per_op)") µs/handshake, CPU server $(fmt_pct "$(jget "$json" server_cpu_pct)") generator $(fmt_pct "$(jget "$json" gen_cpu_pct)"), waiting for a CPU: server $(fmt_pct "$(jget "$json" server_runq_wait_pct)") generator $(fmt_pct "$(jget "$json" gen_runq_wait_pct)")"
         done
-        stop_server
+    done
+    for server in $SERVERS; do
+        rates="${hs_rates[$server]:-}"
         if [[ -n "$rates" ]]; then
             HS_RATE[$server]="$(grep . <<<"$rates" | median)"
-            HS_CPU[$server]="$(grep -v '^null$' <<<"$cpus" | grep . | median || true)"
-            HS_GEN[$server]="$(grep -v '^null$' <<<"$gens" | grep . | max_of || true)"
-            HS_WAIT[$server]="$(grep -v '^null$' <<<"$waits" | grep . | max_of || true)"
+            HS_CPU[$server]="$(grep -v '^null$' <<<"${hs_cpus[$server]}" | grep . | median || true)"
+            HS_GEN[$server]="$(grep -v '^null$' <<<"${hs_gens[$server]}" | grep . | max_of || true)"
+            HS_WAIT[$server]="$(grep -v '^null$' <<<"${hs_waits[$server]}" | grep . | max_of || true)"
         fi
     done
 fi
@@ -436,15 +444,26 @@ ratio() {
 # in the median but ahead in at least one round: the rounds disagree, so
 # the gap is not a measured difference.
 paired_ratio() {
-    local run a b pairs=""
+    local run pairs=""
     for run in $(seq 1 "$RUNS"); do
-        a="${RUN_RATE[$1|ws|$run]:-}"
-        b="${RUN_RATE[$1|$2|$run]:-}"
-        [[ -n "$a" && -n "$b" ]] && pairs+="$(awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.6g", a / b }')"$'\n'
+        pairs+="${RUN_RATE[$1|ws|$run]:-} ${RUN_RATE[$1|$2|$run]:-}"$'\n'
     done
-    pairs="$(grep . <<<"$pairs" || true)"
-    [[ -n "$pairs" ]] || { echo "—"; return; }
-    awk -v m="$(median <<<"$pairs")" -v hi="$(max_of <<<"$pairs")" 'BEGIN {
+    median_ratio <<<"$pairs"
+}
+# The same for the handshake rounds, ws against server $1.
+hs_paired_ratio() {
+    local run pairs=""
+    for run in $(seq 1 "$HS_RUNS"); do
+        pairs+="${HS_RUN[ws|$run]:-} ${HS_RUN[$1|$run]:-}"$'\n'
+    done
+    median_ratio <<<"$pairs"
+}
+# Lines "a b" (either may be missing) on stdin: the median of a / b, with ≈.
+median_ratio() {
+    local ratios
+    ratios="$(awk 'NF == 2 && $2 > 0 { printf "%.6g\n", $1 / $2 }')"
+    [[ -n "$ratios" ]] || { echo "—"; return; }
+    awk -v m="$(median <<<"$ratios")" -v hi="$(max_of <<<"$ratios")" 'BEGIN {
         printf "%.2f×", m
         if (m < 1 && hi >= 1) printf " ≈"
     }'
@@ -456,7 +475,7 @@ paired_ratio() {
     echo "- machine: $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2 | sed 's/^ //' || echo '?'), $(nproc --all 2>/dev/null || echo '?') CPUs, Linux $(uname -r)"
     echo "- ws at $WS_SOURCE; $(rustc --version 2>/dev/null || echo 'rustc ?'); peers: $(peer_versions)"
     echo "- $PIN_NOTE; every server single-threaded, TCP_NODELAY, backlog 1024"
-    echo "- ${DURATION} s measured after ${WARMUP} s warm-up, $RUNS run(s) per cell and server, servers in turns, fresh server per run; binary messages; every echo verified; handshakes: $HS_RUNS run(s) of ${HS_DURATION} s per server"
+    echo "- ${DURATION} s measured after ${WARMUP} s warm-up, $RUNS run(s) per cell and server, servers in turns, fresh server per run; binary messages; every echo verified; handshakes: $HS_RUNS round(s) of ${HS_DURATION} s runs, servers in turns"
     echo "- build: $BUILD_NOTE; load average at start $LOAD_START, at end $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?'); wall time $((SECONDS - START_TIME)) s"
     echo
     echo "## Echo throughput (msgs/s, median of runs)"
@@ -583,11 +602,13 @@ paired_ratio() {
             flag=""
             is_gen_bound "$g" && flag+=" †"
             is_contended "${HS_WAIT[$s]:-}" && flag+=" ‡"
-            echo "| $s | $(fmt_rate "${HS_RATE[$s]:-}")$flag | $(ratio "${HS_RATE[ws]:-}" "${HS_RATE[$s]:-}") | $(awk -v c="${HS_CPU[$s]:-}" 'BEGIN { if (c == "") print "—"; else printf "%.1f", c }') | $(fmt_pct "$g") |"
+            echo "| $s | $(fmt_rate "${HS_RATE[$s]:-}")$flag | $(hs_paired_ratio "$s") | $(awk -v c="${HS_CPU[$s]:-}" 'BEGIN { if (c == "") print "—"; else printf "%.1f", c }') | $(fmt_pct "$g") |"
         done
         echo
         echo "A handshake = TCP connect + opening handshake + closing handshake. Each run"
         echo "starts with no sockets left in TIME_WAIT (they slow the generator's connect)."
+        echo "Servers take turns in $HS_RUNS round(s) as in the echo cells; ws / server is"
+        echo "the median of the per-round ratios (≈ as there)."
     fi
     if [[ "$CONTENDED_CELLS" -gt 0 ]]; then
         echo
