@@ -376,7 +376,7 @@ wait_time_wait() {
 # Like the echo cells, in rounds: every server once per round, each round
 # starting one server later, a fresh server per run, so a drift of the
 # machine over the minutes this takes weighs on every server alike.
-declare -A HS_RATE HS_CPU HS_GEN HS_WAIT HS_RUN
+declare -A HS_RATE HS_CPU HS_GEN HS_WAIT
 if [[ "$HS_DURATION" != 0 ]]; then
     declare -A hs_rates hs_cpus hs_gens hs_waits
     for run in $(seq 1 "$HS_RUNS"); do
@@ -394,7 +394,7 @@ if [[ "$HS_DURATION" != 0 ]]; then
                 continue
             fi
             printf '{"cell":"handshake","server":"%s","run":%d,"result":%s}\n' "$server" "$run" "$json" >>"$RAW"
-            HS_RUN[$server|$run]="$(jget "$json" handshakes_per_s)"
+            RUN_RATE[handshake|$server|$run]="$(jget "$json" handshakes_per_s)"
             hs_rates[$server]+="$(jget "$json" handshakes_per_s)"$'\n'
             hs_cpus[$server]+="$(jget "$json" server_cpu_us_per_op)"$'\n'
             hs_gens[$server]+="$(jget "$json" gen_cpu_pct)"$'\n'
@@ -442,19 +442,11 @@ ratio() {
 # peer's run r (they ran one after the other, so a drift of the machine
 # weighs on both), the median of those ratios, marked ≈ when ws is behind
 # in the median but ahead in at least one round: the rounds disagree, so
-# the gap is not a measured difference.
+# the gap is not a measured difference. $3: the rounds (default RUNS).
 paired_ratio() {
     local run pairs=""
-    for run in $(seq 1 "$RUNS"); do
+    for run in $(seq 1 "${3:-$RUNS}"); do
         pairs+="${RUN_RATE[$1|ws|$run]:-} ${RUN_RATE[$1|$2|$run]:-}"$'\n'
-    done
-    median_ratio <<<"$pairs"
-}
-# The same for the handshake rounds, ws against server $1.
-hs_paired_ratio() {
-    local run pairs=""
-    for run in $(seq 1 "$HS_RUNS"); do
-        pairs+="${HS_RUN[ws|$run]:-} ${HS_RUN[$1|$run]:-}"$'\n'
     done
     median_ratio <<<"$pairs"
 }
@@ -602,7 +594,7 @@ median_ratio() {
             flag=""
             is_gen_bound "$g" && flag+=" †"
             is_contended "${HS_WAIT[$s]:-}" && flag+=" ‡"
-            echo "| $s | $(fmt_rate "${HS_RATE[$s]:-}")$flag | $(hs_paired_ratio "$s") | $(awk -v c="${HS_CPU[$s]:-}" 'BEGIN { if (c == "") print "—"; else printf "%.1f", c }') | $(fmt_pct "$g") |"
+            echo "| $s | $(fmt_rate "${HS_RATE[$s]:-}")$flag | $(paired_ratio handshake "$s" "$HS_RUNS") | $(awk -v c="${HS_CPU[$s]:-}" 'BEGIN { if (c == "") print "—"; else printf "%.1f", c }') | $(fmt_pct "$g") |"
         done
         echo
         echo "A handshake = TCP connect + opening handshake + closing handshake. Each run"
