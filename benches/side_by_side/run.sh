@@ -2,7 +2,7 @@
 # Side-by-side benchmark: `ws echo` against echo servers on tokio-tungstenite,
 # fastwebsockets and tokio-websockets, all driven by `ws bench`.
 #
-#   bash benches/side_by_side/run.sh            # full matrix (~50 min)
+#   bash benches/side_by_side/run.sh            # full matrix (~65 min)
 #   QUICK=1 bash benches/side_by_side/run.sh    # smoke test (~3 min)
 #
 # Each server runs alone on a single-threaded runtime pinned to core 0; the
@@ -32,7 +32,7 @@
 #   IDLE_CONNS=10000  IDLE_HOLD=DURATION   (0 skips the idle test)
 #   HS_CONNS=64       concurrent open/close loops   HS_DURATION=10
 #                     (HS_DURATION=0 skips the handshake test)
-#   HS_RUNS=3         handshake rounds, every server once per round (each
+#   HS_RUNS=5         handshake rounds, every server once per round (each
 #                     run starts with the TIME_WAIT table drained, which
 #                     takes up to a minute)
 #   GEN_BOUND_PCT=90  generator CPU (% of its cores) from which a result is
@@ -81,7 +81,7 @@ if [[ "$QUICK" == 1 ]]; then
     HS_RUNS="${HS_RUNS:-1}"
 else
     HS_DURATION="${HS_DURATION:-10}"
-    HS_RUNS="${HS_RUNS:-3}"
+    HS_RUNS="${HS_RUNS:-5}"
 fi
 SERVER_CPUS="${SERVER_CPUS:-0}"
 GEN_CPUS="${GEN_CPUS:-1}"
