@@ -5,7 +5,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::net::TcpStream;
 use ws_net::server::Accept;
@@ -73,7 +73,9 @@ async fn serve(addr: SocketAddr, config: Config, protocols: Arc<[String]>) -> st
     println!("listening on ws://{}", listener.local_addr()?);
     std::io::stdout().flush()?;
     let registry = Shared::default();
-    let live = Arc::new(());
+    // Every connection's task holds a sender: once the last is dropped,
+    // `all_done` sees the channel closed (nothing is ever sent on it).
+    let (live, mut all_done) = tokio::sync::mpsc::channel::<()>(1);
     let stop = shutdown_signal();
     tokio::pin!(stop);
     loop {
@@ -111,10 +113,12 @@ async fn serve(addr: SocketAddr, config: Config, protocols: Arc<[String]>) -> st
         let _ = w.close(CloseCode::GOING_AWAY, SHUTTING_DOWN).await;
     }
     drop(writers);
-    let deadline = Instant::now() + config.close_timeout + Duration::from_secs(1);
-    while Arc::strong_count(&live) > 1 && Instant::now() < deadline {
-        ws_net::time::sleep(Duration::from_millis(20)).await;
-    }
+    drop(live);
+    let _ = ws_net::time::timeout(
+        config.close_timeout + Duration::from_secs(1),
+        all_done.recv(),
+    )
+    .await;
     Ok(())
 }
 
