@@ -176,13 +176,19 @@ impl Clock {
         let seq = st.seq;
         st.heap.push(Reverse(Item { at, seq, entry }));
         if st.armed.is_none_or(|t| at < t) {
-            self.arm(&mut st, at);
+            let stopped = self.arm(&mut st, at);
+            drop(st);
+            stopped.into_iter().for_each(Waker::wake);
         }
         true
     }
 
-    /// Make the clock wake up at `at` (earlier than it would).
-    fn arm(&self, st: &mut State, at: Instant) {
+    /// Make the clock wake up at `at` (earlier than it would). Returns the
+    /// wakers of the alarms to move elsewhere if the clock had to stop, for
+    /// the caller to wake once the lock is released (a waker may run its
+    /// task at once).
+    #[must_use]
+    fn arm(&self, st: &mut State, at: Instant) -> Vec<Waker> {
         match &self.kind {
             // The thread sets `armed` itself when it goes to sleep.
             Kind::Thread(wake) => wake.notify_one(),
@@ -193,12 +199,12 @@ impl Clock {
                 } else {
                     // Cannot happen for a valid descriptor and time; should
                     // it, the clock stops and its alarms move elsewhere.
-                    // (Under the lock: tokio's wakers only schedule.)
                     st.dead = true;
-                    fire_all(st).into_iter().for_each(Waker::wake);
+                    return fire_all(st);
                 }
             }
         }
+        Vec::new()
     }
 
     /// An alarm stopped waiting for `entry`.
@@ -247,9 +253,8 @@ impl Clock {
         let mut due = Vec::new();
         let mut st = lock(&self.state);
         loop {
-            st.armed = None;
             let now = Instant::now();
-            take_due(&mut st, now, &mut due);
+            let next = expire(&mut st, now, &mut due);
             if !due.is_empty() {
                 // Wake outside the lock: a waker may run a task at once.
                 drop(st);
@@ -259,9 +264,8 @@ impl Clock {
                 st = lock(&self.state);
                 continue;
             }
-            st = match st.heap.peek() {
-                Some(Reverse(item)) => {
-                    let at = item.at;
+            st = match next {
+                Some(at) => {
                     st.armed = Some(at);
                     let wait = at.saturating_duration_since(now);
                     wake.wait_timeout(st, wait)
@@ -272,6 +276,14 @@ impl Clock {
             };
         }
     }
+}
+
+/// A clock woke up at `now`: it is no longer armed, the entries due leave
+/// the heap (their wakers into `due`). Returns the next deadline.
+fn expire(st: &mut State, now: Instant, due: &mut Vec<Waker>) -> Option<Instant> {
+    st.armed = None;
+    take_due(st, now, due);
+    st.heap.peek().map(|Reverse(item)| item.at)
 }
 
 /// Take the entries due at `now` out of the heap, their wakers into `due`.
@@ -325,7 +337,7 @@ mod runtime {
     use tokio::io::Interest;
     use tokio::runtime::{Handle, Id};
 
-    use super::{fire_all, lock, take_due, Clock, Kind};
+    use super::{expire, fire_all, lock, Clock, Kind};
 
     /// The runtimes that have a clock, while they run.
     static RUNTIMES: Mutex<Vec<(Id, Weak<Clock>)>> = Mutex::new(Vec::new());
@@ -454,11 +466,8 @@ mod runtime {
             }
             {
                 let mut st = lock(&clock.state);
-                st.armed = None;
-                take_due(&mut st, Instant::now(), &mut due);
-                let next = st.heap.peek().map(|r| r.0.at);
-                if let Some(at) = next {
-                    clock.arm(&mut st, at);
+                if let Some(at) = expire(&mut st, Instant::now(), &mut due) {
+                    due.extend(clock.arm(&mut st, at));
                 }
             }
             // Wake outside the lock: a waker may run a task at once.
