@@ -444,16 +444,10 @@ ratio() {
 # in the median but ahead in at least one round: the rounds disagree, so
 # the gap is not a measured difference. $3: the rounds (default RUNS).
 paired_ratio() {
-    local run pairs=""
-    for run in $(seq 1 "${3:-$RUNS}"); do
-        pairs+="${RUN_RATE[$1|ws|$run]:-} ${RUN_RATE[$1|$2|$run]:-}"$'\n'
-    done
-    median_ratio <<<"$pairs"
-}
-# Lines "a b" (either may be missing) on stdin: the median of a / b, with ≈.
-median_ratio() {
-    local ratios
-    ratios="$(awk 'NF == 2 && $2 > 0 { printf "%.6g\n", $1 / $2 }')"
+    local run ratios
+    ratios="$(for run in $(seq 1 "${3:-$RUNS}"); do
+        echo "${RUN_RATE[$1|ws|$run]:-} ${RUN_RATE[$1|$2|$run]:-}"
+    done | awk 'NF == 2 && $2 > 0 { printf "%.6g\n", $1 / $2 }')"
     [[ -n "$ratios" ]] || { echo "—"; return; }
     awk -v m="$(median <<<"$ratios")" -v hi="$(max_of <<<"$ratios")" 'BEGIN {
         printf "%.2f×", m

@@ -282,15 +282,9 @@ impl Clock {
 /// the heap (their wakers into `due`). Returns the next deadline.
 fn expire(st: &mut State, now: Instant, due: &mut Vec<Waker>) -> Option<Instant> {
     st.armed = None;
-    take_due(st, now, due);
-    st.heap.peek().map(|Reverse(item)| item.at)
-}
-
-/// Take the entries due at `now` out of the heap, their wakers into `due`.
-fn take_due(st: &mut State, now: Instant, due: &mut Vec<Waker>) {
     while let Some(Reverse(item)) = st.heap.peek() {
         if item.at > now {
-            break;
+            return Some(item.at);
         }
         let Some(Reverse(item)) = st.heap.pop() else {
             break;
@@ -303,6 +297,7 @@ fn take_due(st: &mut State, now: Instant, due: &mut Vec<Waker>) {
         e.fired = true;
         due.extend(e.waker.take());
     }
+    None
 }
 
 /// Empty the heap of a clock that stopped; the wakers of its alarms are
