@@ -98,7 +98,15 @@ impl AsyncWrite for WriteHalf {
         bufs: &[IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
-            WriteHalf::Tcp(w) => Pin::new(w).poll_write_vectored(cx, bufs),
+            // One slice (a small message: its header and payload share a
+            // buffer) goes out by `send`, not `writev`: Linux's `writev`
+            // path (iovec import, file write checks and notification) costs
+            // 0.3-0.45 µs more per call on loopback TCP, a fifth of the
+            // call for a small message.
+            WriteHalf::Tcp(w) => match bufs {
+                [one] => Pin::new(w).poll_write(cx, one),
+                _ => Pin::new(w).poll_write_vectored(cx, bufs),
+            },
             WriteHalf::Boxed(w) => w.as_mut().poll_write_vectored(cx, bufs),
         }
     }
