@@ -532,10 +532,10 @@ paired_ratio() {
     if [[ "$FLOOR" == 1 ]]; then
         echo "floor = floor-echo, not a WebSocket library: the least an echo server"
         echo "that hands whole messages on can do with the sockets API (one read per"
-        echo "readiness event, one writev per read, each frame unmasked in place and"
-        echo "echoed once whole, no checks, no allocation per message, no timers). Its"
-        echo "CPU per message is what the kernel's TCP work for these system calls"
-        echo "costs, plus little else."
+        echo "readiness event, one send (writev for several frames) per read, each"
+        echo "frame unmasked in place and echoed once whole, no checks, no allocation"
+        echo "per message, no timers). Its CPU per message is what the kernel's TCP"
+        echo "work for these system calls costs, plus little else."
     fi
     if [[ " $SERVERS " == *" ws "* && " $SERVERS " == *" fastwebsockets "* ]]; then
         echo
