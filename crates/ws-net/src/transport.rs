@@ -150,4 +150,37 @@ mod tests {
         assert!(matches!(r, ReadHalf::Boxed(_)));
         assert!(!w.is_tcp());
     }
+
+    /// One slice takes the `send` path, several the `writev` path: both
+    /// deliver every byte, in order.
+    #[tokio::test]
+    async fn vectored_writes_of_one_and_of_several_slices() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (_r, mut w) = split(client.unwrap());
+        let (mut server, _) = server.unwrap();
+        let one = [IoSlice::new(b"header+payload")];
+        let n = w.write_vectored(&one).await.unwrap();
+        assert_eq!(n, 14);
+        let several = [
+            IoSlice::new(b"head"),
+            IoSlice::new(b"er+"),
+            IoSlice::new(b"body"),
+        ];
+        let mut sent = w.write_vectored(&several).await.unwrap();
+        while sent < 11 {
+            // (A short write is allowed; the rest follows as one slice.)
+            let rest = IoSlice::new(&b"header+body"[sent..]);
+            sent += w.write_vectored(&[rest]).await.unwrap();
+        }
+        let mut got = vec![0; 25];
+        let read = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            server.read_exact(&mut got),
+        );
+        read.await.expect("bytes within 5 s").unwrap();
+        assert_eq!(&got, b"header+payloadheader+body");
+    }
 }
