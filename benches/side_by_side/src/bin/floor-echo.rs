@@ -431,20 +431,11 @@ fn write_pieces(
     buf: &[u8],
     pieces: &[(usize, usize)],
 ) -> bool {
-    const IOVECS: usize = 64;
     for batch in pieces.chunks(IOVECS) {
         let mut written = 0;
         if unwritten.is_empty() {
-            let mut slices = [IoSlice::new(&[]); IOVECS];
-            for (slice, &(s, e)) in slices.iter_mut().zip(batch) {
-                *slice = IoSlice::new(&buf[s..e]);
-            }
             loop {
-                let wrote = match batch {
-                    [(s, e)] => sock.write(&buf[*s..*e]),
-                    _ => sock.write_vectored(&slices[..batch.len()]),
-                };
-                match wrote {
+                match write_batch(sock, buf, batch) {
                     Ok(k) => {
                         written = k;
                         break;
@@ -462,6 +453,22 @@ fn write_pieces(
         }
     }
     true
+}
+
+/// Most pieces per `writev`.
+const IOVECS: usize = 64;
+
+/// One write of `batch` (at most `IOVECS` pieces of `buf`): `send` for one
+/// piece, else `writev`, whose slice array is built only then.
+fn write_batch(sock: &mut TcpStream, buf: &[u8], batch: &[(usize, usize)]) -> io::Result<usize> {
+    if let [(s, e)] = batch {
+        return sock.write(&buf[*s..*e]);
+    }
+    let mut slices = [IoSlice::new(&[]); IOVECS];
+    for (slice, &(s, e)) in slices.iter_mut().zip(batch) {
+        *slice = IoSlice::new(&buf[s..e]);
+    }
+    sock.write_vectored(&slices[..batch.len()])
 }
 
 /// Add `start..end` to the pieces, joined to the last one when adjacent.
