@@ -1,10 +1,13 @@
 //! What the three peer echo servers share: the command line, the listener
-//! (backlog 1024, like `ws echo`), and the runtime (one thread).
+//! (backlog 1024, like `ws echo`), and the runtime (one thread); and, in
+//! [`floor`], what the two floor servers share.
 
 use std::io::Write;
 use std::net::SocketAddr;
 
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
+
+pub mod floor;
 
 /// The listen backlog, the same as `ws_net::server::bind`.
 pub const BACKLOG: u32 = 1024;

@@ -30,16 +30,15 @@ use std::net::SocketAddr;
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
+use side_by_side_peers::floor::{
+    client_header, find, server_header_in_place, upgrade_response, Buffer, MAX_FRAME, MAX_HEAD,
+    READ_BUFFER,
+};
 use ws_proto::frame::apply_mask_at;
 
 const LISTENER: Token = Token(usize::MAX);
-const READ_BUFFER: usize = 256 * 1024;
 /// Unwritten bytes from which a connection stops reading until they drain.
 const WRITE_LIMIT: usize = 4 * 1024 * 1024;
-/// Longest request head accepted.
-const MAX_HEAD: usize = 16 * 1024;
-/// Largest frame accepted (the connection is dropped beyond it).
-const MAX_FRAME: u64 = 64 * 1024 * 1024;
 
 fn main() -> io::Result<()> {
     let addr = side_by_side_peers::listen_addr("floor-echo");
@@ -250,13 +249,9 @@ impl Conn {
             self.kept = end;
             return end < MAX_HEAD;
         };
-        let Some(key) = header_value(&self.buf[..head_end], b"sec-websocket-key") else {
+        let Some(response) = upgrade_response(&self.buf[..head_end]) else {
             return false;
         };
-        let accept = ws_proto::handshake::accept_key(key);
-        let response = format!(
-            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-        );
         if !write_pieces(
             &mut self.sock,
             &mut self.unwritten,
@@ -314,35 +309,8 @@ impl Conn {
                 }
                 break;
             }
-            let first = self.buf[at];
-            let opcode = first & 0x0f;
-            let key_at = at + header_len - 4;
-            let key = [
-                self.buf[key_at],
-                self.buf[key_at + 1],
-                self.buf[key_at + 2],
-                self.buf[key_at + 3],
-            ];
-            // The server's header: the same first byte, the same length
-            // encoding without the mask bit, ending where the payload starts.
-            let out_len = header_len - 4;
-            let out = at + header_len - out_len;
-            self.buf[out] = first;
-            match out_len {
-                2 => self.buf[out + 1] = len as u8,
-                4 => {
-                    self.buf[out + 1] = 126;
-                    self.buf[out + 2..out + 4].copy_from_slice(&(len as u16).to_be_bytes());
-                }
-                _ => {
-                    self.buf[out + 1] = 127;
-                    self.buf[out + 2..out + 10].copy_from_slice(&len.to_be_bytes());
-                }
-            }
+            let (out, opcode, key) = server_header_in_place(&mut self.buf, at, header_len, len);
             let echo = opcode != 0xA;
-            if opcode == 0x9 {
-                self.buf[out] = (first & 0xf0) | 0xA; // a ping's pong
-            }
             if echo {
                 extend(&mut pieces, out, at + header_len);
             }
@@ -361,62 +329,6 @@ impl Conn {
         self.buf.copy_within(at..end, 0);
         self.kept = if self.closing { 0 } else { kept };
         ok
-    }
-}
-
-/// The read buffer. Its data starts half a page into a page: on AMD Zen
-/// CPUs the kernel's copy (`rep movsb`) from a received packet into a
-/// buffer is about twice as slow when the two addresses are within a few
-/// dozen bytes of each other modulo 4 KiB (glibc's `memcpy` avoids
-/// `rep movsb` for such copies for this reason), and an allocation as large
-/// as this one is mapped on its own, 16 bytes into a page. Measured here at
-/// 64 KiB x 1: a buffer starting 4-30 bytes into a page, or 8-60 bytes
-/// before its end, made the floor spend 52-62 us of kernel time per message
-/// instead of 31-38 us; so did every run with the buffer as `vec!` gave it.
-struct Buffer {
-    vec: Vec<u8>,
-    base: usize,
-    len: usize,
-}
-
-const PAGE: usize = 4096;
-const PAGE_OFFSET: usize = PAGE / 2;
-
-impl Buffer {
-    fn new(len: usize) -> Self {
-        let mut b = Buffer {
-            vec: Vec::new(),
-            base: 0,
-            len: 0,
-        };
-        b.resize(len, 0);
-        b
-    }
-
-    /// As `Vec::resize`: the contents are kept.
-    fn resize(&mut self, len: usize, value: u8) {
-        let (old_base, old_len) = (self.base, self.len);
-        self.vec.resize(len + PAGE, value);
-        let base = (PAGE_OFFSET + PAGE - self.vec.as_ptr() as usize % PAGE) % PAGE;
-        if base != old_base {
-            self.vec
-                .copy_within(old_base..old_base + old_len.min(len), base);
-        }
-        self.base = base;
-        self.len = len;
-    }
-}
-
-impl std::ops::Deref for Buffer {
-    type Target = [u8];
-    fn deref(&self) -> &[u8] {
-        &self.vec[self.base..self.base + self.len]
-    }
-}
-
-impl std::ops::DerefMut for Buffer {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        &mut self.vec[self.base..self.base + self.len]
     }
 }
 
@@ -477,35 +389,4 @@ fn extend(pieces: &mut Vec<(usize, usize)>, start: usize, end: usize) {
         Some(last) if last.1 == start => last.1 = end,
         _ => pieces.push((start, end)),
     }
-}
-
-/// A masked client frame's payload length and header length (§5.2), once
-/// the whole header is in `b`.
-fn client_header(b: &[u8]) -> Option<(u64, usize)> {
-    if b.len() < 2 {
-        return None;
-    }
-    let (len, n) = match b[1] & 0x7f {
-        126 if b.len() >= 4 => (u64::from(u16::from_be_bytes([b[2], b[3]])), 4),
-        127 if b.len() >= 10 => (u64::from_be_bytes(b[2..10].try_into().ok()?), 10),
-        126 | 127 => return None,
-        l => (u64::from(l), 2),
-    };
-    // Client frames are masked (§5.3); this floor takes nothing else.
-    (b.len() >= n + 4).then_some((len, n + 4))
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
-/// The trimmed value of the first header named `name` (lower case).
-fn header_value<'a>(head: &'a [u8], name: &[u8]) -> Option<&'a [u8]> {
-    head.split(|&b| b == b'\n').find_map(|line| {
-        let colon = line.iter().position(|&b| b == b':')?;
-        if !line[..colon].eq_ignore_ascii_case(name) {
-            return None;
-        }
-        Some(line[colon + 1..].trim_ascii())
-    })
 }
