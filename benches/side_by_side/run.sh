@@ -28,6 +28,10 @@
 #   FLOOR=1           also run floor-echo in the echo cells (not in the idle
 #                     and handshake tests): the least CPU per message an
 #                     echo server can spend with these system calls
+#   FLOOR_URING=0     1: also run floor-uring-echo in the echo cells: the
+#                     floor on io_uring (one io_uring_enter for all
+#                     connections' receives and sends), which tells whether
+#                     the floor's cost is the system calls or the TCP work
 #   CELLS="16:1:1 1k:64:1 ..."  override the matrix (size:connections:pipeline)
 #   IDLE_CONNS=10000  IDLE_HOLD=DURATION   (0 skips the idle test)
 #   HS_CONNS=64       concurrent open/close loops   HS_DURATION=10
@@ -91,6 +95,8 @@ SERVERS="${SERVERS:-ws tungstenite fastwebsockets tokio-websockets}"
 FLOOR="${FLOOR:-1}"
 ECHO_SERVERS="$SERVERS"
 [[ "$FLOOR" == 1 ]] && ECHO_SERVERS+=" floor"
+FLOOR_URING="${FLOOR_URING:-0}"
+[[ "$FLOOR_URING" == 1 ]] && ECHO_SERVERS+=" floor-uring"
 PORT="${PORT:-19400}"
 WS_TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/ws-target}"
 PEER_TARGET="${PEER_TARGET_DIR:-$HOME/.cache/ws-target-bench}"
@@ -127,7 +133,8 @@ server_cmd() {
         fastwebsockets) echo "$PEER_BIN/fastwebsockets-echo --listen" ;;
         tokio-websockets) echo "$PEER_BIN/tokio-websockets-echo --listen" ;;
         floor) echo "$PEER_BIN/floor-echo --listen" ;;
-        *) die "unknown server $1 (ws, tungstenite, fastwebsockets, tokio-websockets)" ;;
+        floor-uring) echo "$PEER_BIN/floor-uring-echo --listen" ;;
+        *) die "unknown server $1 (ws, tungstenite, fastwebsockets, tokio-websockets; floor and floor-uring through FLOOR and FLOOR_URING)" ;;
     esac
 }
 for s in $ECHO_SERVERS; do
@@ -537,21 +544,41 @@ paired_ratio() {
         echo "per message, no timers). Its CPU per message is what the kernel's TCP"
         echo "work for these system calls costs, plus little else."
     fi
+    if [[ "$FLOOR_URING" == 1 ]]; then
+        echo "floor-uring = floor-uring-echo: the floor's work on io_uring, one"
+        echo "operation in flight per connection (a receive, then a send of every"
+        echo "frame it completed) and one io_uring_enter per loop for the"
+        echo "submissions and completions of all connections, so it makes next to"
+        echo "no system calls per message when many connections are busy."
+    fi
     if [[ " $SERVERS " == *" ws "* && " $SERVERS " == *" fastwebsockets "* ]]; then
         echo
         echo "## Server CPU per message: user space and kernel (µs, median of runs)"
         echo
-        echo "| S | C | P | ws user | ws kernel | fastwebsockets user | fastwebsockets kernel | floor user | floor kernel | ws / fastwebsockets | ws / floor | floor / fastwebsockets | generator CPU (kernel) with ws |"
-        echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        uring_head="" uring_rule=""
+        if [[ "$FLOOR_URING" == 1 ]]; then
+            uring_head=" floor-uring user | floor-uring kernel | floor-uring / fastwebsockets |"
+            uring_rule="---:|---:|---:|"
+        fi
+        echo "| S | C | P | ws user | ws kernel | fastwebsockets user | fastwebsockets kernel | floor user | floor kernel |$uring_head ws / fastwebsockets | ws / floor | floor / fastwebsockets | generator CPU (kernel) with ws |"
+        echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|$uring_rule---:|---:|---:|---:|"
         for cell in $CELLS; do
             IFS=: read -r size conns pipe <<<"$cell"
             wt="${CPU[$cell|ws]:-}" wk="${SYS[$cell|ws]:-}"
             ft="${CPU[$cell|fastwebsockets]:-}" fk="${SYS[$cell|fastwebsockets]:-}"
             lt="${CPU[$cell|floor]:-}" lk="${SYS[$cell|floor]:-}"
             bound="$(ratio "$lt" "$ft")"
-            awk -v l="$lt" -v t="$ft" 'BEGIN { exit !(l != "" && t > 0 && l / t >= 0.8) }' && bound+=" ¶"
+            uring=""
+            # ¶ holds when every floor run needs 0.8x fastwebsockets' CPU or more.
+            least="$lt"
+            if [[ "$FLOOR_URING" == 1 ]]; then
+                ut="${CPU[$cell|floor-uring]:-}" uk="${SYS[$cell|floor-uring]:-}"
+                uring=" $(fmt_num "$(user_part "$ut" "$uk")") | $(fmt_num "$uk") | $(ratio "$ut" "$ft") |"
+                least="$(awk -v a="$lt" -v b="$ut" 'BEGIN { if (a == "" || b == "") print ""; else print (b < a ? b : a) }')"
+            fi
+            awk -v l="$least" -v t="$ft" 'BEGIN { exit !(l != "" && t > 0 && l / t >= 0.8) }' && bound+=" ¶"
             gen="$(fmt_pct "${GEN[$cell|ws]:-}") ($(fmt_pct "${GSYS[$cell|ws]:-}"))"
-            echo "| $size | $conns | $pipe | $(fmt_num "$(user_part "$wt" "$wk")") | $(fmt_num "$wk") | $(fmt_num "$(user_part "$ft" "$fk")") | $(fmt_num "$fk") | $(fmt_num "$(user_part "$lt" "$lk")") | $(fmt_num "$lk") | $(ratio "$wt" "$ft") | $(ratio "$wt" "$lt") | $bound | $gen |"
+            echo "| $size | $conns | $pipe | $(fmt_num "$(user_part "$wt" "$wk")") | $(fmt_num "$wk") | $(fmt_num "$(user_part "$ft" "$fk")") | $(fmt_num "$fk") | $(fmt_num "$(user_part "$lt" "$lk")") | $(fmt_num "$lk") |$uring $(ratio "$wt" "$ft") | $(ratio "$wt" "$lt") | $bound | $gen |"
         done
         echo
         echo "From utime and stime in /proc/PID/stat (10 ms ticks). ¶ = the floor"
@@ -560,6 +587,11 @@ paired_ratio() {
         echo "0.8× fastwebsockets' CPU, whatever it does in user space; the kernel's"
         echo "TCP work (at one small message in flight, one receive and one send"
         echo "per message, for every server) sets the bound."
+        if [[ "$FLOOR_URING" == 1 ]]; then
+            echo "With floor-uring, ¶ needs both floors at 0.8× or more: neither"
+            echo "fewer system calls (io_uring) nor less user space (the floor) gets"
+            echo "below it."
+        fi
         echo "Generator CPU: the most of its core it used in a ws run, and (in"
         echo "parentheses) its mean share spent in the kernel."
     fi
