@@ -2,6 +2,23 @@
 //! `floor-uring-echo` on io_uring): the read buffer, finding frames and
 //! turning a client's frame into the server's in place, and the handshake.
 
+use std::net::SocketAddr;
+
+/// A blocking listener with `SO_REUSEADDR` and a backlog of
+/// [`BACKLOG`](crate::BACKLOG), as every server in the benchmark has (mio's
+/// own `bind` uses 128).
+pub fn listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(crate::BACKLOG as i32)?;
+    Ok(socket.into())
+}
+
 /// A connection's read buffer, in bytes.
 pub const READ_BUFFER: usize = 256 * 1024;
 /// Longest request head accepted.

@@ -86,19 +86,11 @@ fn main() -> io::Result<()> {
     }
 }
 
-/// A listener with `SO_REUSEADDR` and a backlog of 1024, as every server
-/// in the benchmark (mio's own `bind` uses 128).
+/// The shared listener, non-blocking for mio.
 fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        None,
-    )?;
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(side_by_side_peers::BACKLOG as i32)?;
-    socket.set_nonblocking(true)?;
-    Ok(TcpListener::from_std(socket.into()))
+    let listener = side_by_side_peers::floor::listener(addr)?;
+    listener.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(listener))
 }
 
 fn accept_all(

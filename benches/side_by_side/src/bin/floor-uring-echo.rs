@@ -31,7 +31,6 @@ fn main() {
 #[cfg(target_os = "linux")]
 mod uring {
     use std::io::{self, Write};
-    use std::net::SocketAddr;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
     use io_uring::{opcode, squeue, types, IoUring};
@@ -46,7 +45,7 @@ mod uring {
 
     pub fn main() -> io::Result<()> {
         let addr = side_by_side_peers::listen_addr("floor-uring-echo");
-        let listener = bind(addr)?;
+        let listener = side_by_side_peers::floor::listener(addr)?;
         println!("listening on ws://{}", listener.local_addr()?);
         io::stdout().flush()?;
 
@@ -54,15 +53,7 @@ mod uring {
         let mut conns: Vec<Option<Box<Conn>>> = Vec::new();
         let mut free: Vec<usize> = Vec::new();
         let mut done: Vec<(u64, i32)> = Vec::with_capacity(1024);
-        ring.push(
-            opcode::Accept::new(
-                types::Fd(listener.as_raw_fd()),
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-            )
-            .build()
-            .user_data(ACCEPT),
-        )?;
+        ring.push(accept(&listener))?;
         loop {
             match ring.ring.submit_and_wait(1) {
                 Ok(_) => {}
@@ -93,15 +84,7 @@ mod uring {
                         // Out of file descriptors: the next accept retries.
                         eprintln!("accept: {}", io::Error::from_raw_os_error(-result));
                     }
-                    ring.push(
-                        opcode::Accept::new(
-                            types::Fd(listener.as_raw_fd()),
-                            std::ptr::null_mut(),
-                            std::ptr::null_mut(),
-                        )
-                        .build()
-                        .user_data(ACCEPT),
-                    )?;
+                    ring.push(accept(&listener))?;
                     continue;
                 }
                 let i = user_data as usize;
@@ -121,16 +104,15 @@ mod uring {
         }
     }
 
-    fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-        let socket = socket2::Socket::new(
-            socket2::Domain::for_address(addr),
-            socket2::Type::STREAM,
-            None,
-        )?;
-        socket.set_reuse_address(true)?;
-        socket.bind(&addr.into())?;
-        socket.listen(side_by_side_peers::BACKLOG as i32)?;
-        Ok(socket.into())
+    /// The next accept on `listener`.
+    fn accept(listener: &std::net::TcpListener) -> squeue::Entry {
+        opcode::Accept::new(
+            types::Fd(listener.as_raw_fd()),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+        .build()
+        .user_data(ACCEPT)
     }
 
     struct Ring {
