@@ -233,9 +233,9 @@ mod uring {
                 self.open = true;
                 start = head_end;
             }
-            let Some(()) = self.frames(start, end) else {
+            if !self.frames(start, end) {
                 return Ok(false);
-            };
+            }
             self.next(ring, i)?;
             Ok(true)
         }
@@ -277,15 +277,15 @@ mod uring {
 
         /// Turn the complete frames in `buf[start..end]` into the server's,
         /// in place, and move them together into `out`; the bytes after
-        /// them go to `rest`. `None` for a frame over `MAX_FRAME`.
-        fn frames(&mut self, start: usize, end: usize) -> Option<()> {
+        /// them go to `rest`. False for a frame over `MAX_FRAME`.
+        fn frames(&mut self, start: usize, end: usize) -> bool {
             let mut at = start;
             // Where the next echoed frame is moved to (frames shrink by
             // their masking key, so each moves down a little).
             let mut out_end = None::<(usize, usize)>;
             while let Some((len, header_len)) = client_header(&self.buf[at..end]) {
                 if len > MAX_FRAME {
-                    return None;
+                    return false;
                 }
                 let size = header_len + len as usize;
                 if end - at < size {
@@ -315,7 +315,7 @@ mod uring {
             }
             self.out = out_end.unwrap_or((0, 0));
             self.rest = if self.closing { (0, 0) } else { (at, end) };
-            Some(())
+            true
         }
     }
 }
