@@ -2,7 +2,7 @@
 # Side-by-side benchmark: `ws echo` against echo servers on tokio-tungstenite,
 # fastwebsockets and tokio-websockets, all driven by `ws bench`.
 #
-#   bash benches/side_by_side/run.sh            # full matrix (~65 min)
+#   bash benches/side_by_side/run.sh            # full matrix (~75 min)
 #   QUICK=1 bash benches/side_by_side/run.sh    # smoke test (~3 min)
 #
 # Each server runs alone on a single-threaded runtime pinned to core 0; the
@@ -28,10 +28,12 @@
 #   FLOOR=1           also run floor-echo in the echo cells (not in the idle
 #                     and handshake tests): the least CPU per message an
 #                     echo server can spend with these system calls
-#   FLOOR_URING=0     1: also run floor-uring-echo in the echo cells: the
+#   FLOOR_URING=auto  also run floor-uring-echo in the echo cells: the
 #                     floor on io_uring (one io_uring_enter for all
 #                     connections' receives and sends), which tells whether
-#                     the floor's cost is the system calls or the TCP work
+#                     the floor's cost is the system calls or the TCP work.
+#                     auto: with FLOOR=1, where io_uring works (Linux 6.1+,
+#                     not disabled); 1: required; 0: not run
 #   CELLS="16:1:1 1k:64:1 ..."  override the matrix (size:connections:pipeline)
 #   IDLE_CONNS=10000  IDLE_HOLD=DURATION   (0 skips the idle test)
 #   HS_CONNS=64       concurrent open/close loops   HS_DURATION=10
@@ -95,8 +97,9 @@ SERVERS="${SERVERS:-ws tungstenite fastwebsockets tokio-websockets}"
 FLOOR="${FLOOR:-1}"
 ECHO_SERVERS="$SERVERS"
 [[ "$FLOOR" == 1 ]] && ECHO_SERVERS+=" floor"
-FLOOR_URING="${FLOOR_URING:-0}"
-[[ "$FLOOR_URING" == 1 ]] && ECHO_SERVERS+=" floor-uring"
+FLOOR_URING="${FLOOR_URING:-auto}"
+[[ "$FLOOR_URING" == auto && "$FLOOR" != 1 ]] && FLOOR_URING=0
+[[ "$FLOOR_URING" == 0 ]] || ECHO_SERVERS+=" floor-uring"
 PORT="${PORT:-19400}"
 WS_TARGET="${CARGO_TARGET_DIR:-$HOME/.cache/ws-target}"
 PEER_TARGET="${PEER_TARGET_DIR:-$HOME/.cache/ws-target-bench}"
@@ -141,6 +144,31 @@ for s in $ECHO_SERVERS; do
     bin="$(server_cmd "$s")"
     [[ -x "${bin%% *}" ]] || die "${bin%% *} not found"
 done
+
+# Whether floor-uring-echo can run here: it sets up its ring before it
+# says it listens, and exits where io_uring is missing or disabled.
+uring_works() {
+    local out pid
+    out="$(mktemp)"
+    $(server_cmd floor-uring) 127.0.0.1:0 >"$out" 2>&1 &
+    pid=$!
+    for _ in $(seq 1 40); do
+        grep -q '^listening on' "$out" && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.05
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    grep -q '^listening on' "$out" || { sed 's/^/    /' "$out" >&2; rm -f "$out"; return 1; }
+    rm -f "$out"
+}
+if [[ "$FLOOR_URING" != 0 ]] && ! uring_works; then
+    [[ "$FLOOR_URING" == 1 ]] && die "floor-uring-echo does not run here (FLOOR_URING=1)"
+    log "run.sh: io_uring does not work here: floor-uring-echo left out"
+    ECHO_SERVERS="${ECHO_SERVERS/ floor-uring/}"
+    FLOOR_URING=0
+fi
+[[ "$FLOOR_URING" == 0 ]] || FLOOR_URING=1
 
 # --- pinning, limits ----------------------------------------------------------
 
