@@ -145,31 +145,6 @@ for s in $ECHO_SERVERS; do
     [[ -x "${bin%% *}" ]] || die "${bin%% *} not found"
 done
 
-# Whether floor-uring-echo can run here: it sets up its ring before it
-# says it listens, and exits where io_uring is missing or disabled.
-uring_works() {
-    local out pid
-    out="$(mktemp)"
-    $(server_cmd floor-uring) 127.0.0.1:0 >"$out" 2>&1 &
-    pid=$!
-    for _ in $(seq 1 40); do
-        grep -q '^listening on' "$out" && break
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    grep -q '^listening on' "$out" || { sed 's/^/    /' "$out" >&2; rm -f "$out"; return 1; }
-    rm -f "$out"
-}
-if [[ "$FLOOR_URING" != 0 ]] && ! uring_works; then
-    [[ "$FLOOR_URING" == 1 ]] && die "floor-uring-echo does not run here (FLOOR_URING=1)"
-    log "run.sh: io_uring does not work here: floor-uring-echo left out"
-    ECHO_SERVERS="${ECHO_SERVERS/ floor-uring/}"
-    FLOOR_URING=0
-fi
-[[ "$FLOOR_URING" == 0 ]] || FLOOR_URING=1
-
 # --- pinning, limits ----------------------------------------------------------
 
 # How many CPUs a taskset list ("1", "1-3", "1,3-4") names.
@@ -233,6 +208,25 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# Run the server command "$@" with its output in $WORK/server.log and wait
+# (up to 5 s) until it says it listens: sets SERVER_PID and succeeds, or
+# kills it and fails when it exits or stays silent.
+launch() {
+    : >"$WORK/server.log"
+    "$@" >"$WORK/server.log" 2>&1 &
+    SERVER_PID=$!
+    for _ in $(seq 1 100); do
+        grep -q '^listening on' "$WORK/server.log" && return 0
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    grep -q '^listening on' "$WORK/server.log" && return 0
+    kill -KILL "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+    return 1
+}
+
 # Start server $1 on the next free port: sets SERVER_PID and SERVER_URL.
 start_server() {
     local name="$1" cmd attempt port
@@ -241,21 +235,10 @@ start_server() {
         port="$NEXT_PORT"
         NEXT_PORT=$((NEXT_PORT + 1))
         [[ "$NEXT_PORT" -ge $((PORT + 500)) ]] && NEXT_PORT="$PORT"
-        : >"$WORK/server.log"
-        "${PIN_SERVER[@]}" "${cmd[@]}" "127.0.0.1:$port" >"$WORK/server.log" 2>&1 &
-        SERVER_PID=$!
-        for _ in $(seq 1 100); do
-            grep -q '^listening on' "$WORK/server.log" && break
-            kill -0 "$SERVER_PID" 2>/dev/null || break
-            sleep 0.05
-        done
-        if grep -q '^listening on' "$WORK/server.log"; then
+        if launch "${PIN_SERVER[@]}" "${cmd[@]}" "127.0.0.1:$port"; then
             SERVER_URL="ws://127.0.0.1:$port/"
             return 0
         fi
-        kill -KILL "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=""
         grep -qi 'in use' "$WORK/server.log" || {
             cat "$WORK/server.log" >&2
             die "$name did not start"
@@ -276,6 +259,22 @@ stop_server() {
     wait "$SERVER_PID" 2>/dev/null || true
     SERVER_PID=""
 }
+
+# Whether floor-uring-echo can run here: it sets up its ring before it
+# says it listens, and exits where io_uring is missing or disabled.
+if [[ "$FLOOR_URING" != 0 ]]; then
+    read -r -a cmd <<<"$(server_cmd floor-uring)"
+    if launch "${cmd[@]}" 127.0.0.1:0; then
+        stop_server
+        FLOOR_URING=1
+    else
+        sed 's/^/    /' "$WORK/server.log" >&2
+        [[ "$FLOOR_URING" == 1 ]] && die "floor-uring-echo does not run here (FLOOR_URING=1)"
+        log "run.sh: io_uring does not work here: floor-uring-echo left out"
+        ECHO_SERVERS="${ECHO_SERVERS/ floor-uring/}"
+        FLOOR_URING=0
+    fi
+fi
 
 # A field of the flat JSON object `ws bench --json` prints.
 jget() { sed -n "s/.*\"$2\":\\(\"[^\"]*\"\\|[^,}]*\\).*/\\1/p" <<<"$1" | tr -d '"'; }
