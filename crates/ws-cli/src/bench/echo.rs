@@ -11,7 +11,7 @@ use tokio::sync::Semaphore;
 use ws_net::{ClientBuilder, Message, WsReader, WsWriter};
 
 use super::payload::{verify, Payload};
-use super::report::{Json, Report};
+use super::report::{EchoResults, Num, Report, Results};
 use super::window::run_window;
 use super::{close, join_all, progress_bar, Args, Ctx, ABORT, LATENCY_BATCH, MEASURE};
 
@@ -235,14 +235,16 @@ pub(super) async fn echo_mode(args: &Args, builder: ClientBuilder) -> Result<Rep
         stats.messages += s.messages;
         stats.bytes += s.bytes;
     }
-    let mut report = Report::new(args, &window);
     let secs = window.wall.as_secs_f64();
     let h = ctx.histogram.lock().unwrap_or_else(|p| p.into_inner());
+    let results = EchoResults {
+        messages: stats.messages,
+        msgs_per_s: Num(stats.messages as f64 / secs),
+        mb_per_s: Num(stats.bytes as f64 / 1e6 / secs),
+        verified: true,
+    };
+    let mut report = Report::new(args, &window, Results::Echo(results));
     report.ops = stats.messages;
-    report.push("messages", Json::Int(stats.messages));
-    report.push("msgs_per_s", Json::Num(stats.messages as f64 / secs));
-    report.push("mb_per_s", Json::Num(stats.bytes as f64 / 1e6 / secs));
-    report.push("verified", Json::Bool(true));
     report.lines.push(format!(
         "  throughput   {:.0} msg/s, {:.2} MB/s (payload, each way); {} echoes, all verified",
         stats.messages as f64 / secs,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use ws_net::ClientBuilder;
 
 use super::payload::Payload;
-use super::report::{Json, Report};
+use super::report::{HandshakeResults, Num, Report, Results};
 use super::window::run_window;
 use super::{close, join_all, progress_bar, Args, Ctx, CLOSE_WAIT, LATENCY_BATCH, MEASURE, STOP};
 
@@ -78,11 +78,13 @@ pub(super) async fn handshake_mode(args: &Args, builder: ClientBuilder) -> Resul
     let handshakes: u64 = results.into_iter().flatten().sum();
     let secs = window.wall.as_secs_f64();
     let slow = slow_closes.load(Relaxed);
-    let mut report = Report::new(args, &window);
+    let results = HandshakeResults {
+        handshakes,
+        handshakes_per_s: Num(handshakes as f64 / secs),
+        slow_closes: slow,
+    };
+    let mut report = Report::new(args, &window, Results::Handshake(results));
     report.ops = handshakes;
-    report.push("handshakes", Json::Int(handshakes));
-    report.push("handshakes_per_s", Json::Num(handshakes as f64 / secs));
-    report.push("slow_closes", Json::Int(slow));
     report.lines.push(format!(
         "  handshakes   {:.0}/s ({handshakes} opened and closed; latency = connect + handshake)",
         handshakes as f64 / secs

@@ -10,7 +10,7 @@ use ws_net::{ClientBuilder, Message};
 
 use super::payload::{verify, Payload};
 use super::proc::proc_rss_kb;
-use super::report::{Json, Report};
+use super::report::{IdleResults, Num, Report, Results};
 use super::window::{wait, Sample};
 use super::{close, progress_bar, Args, Ctx, CLOSE_WAIT};
 
@@ -131,21 +131,23 @@ pub(super) async fn idle_mode(args: &Args, builder: ClientBuilder) -> Result<Rep
     }
     pb.finish_and_clear();
 
-    let mut report = Report::new(args, &window);
-    report.ok = still_open == total;
-    report.ops = still_open as u64;
-    report.push("requested", Json::Int(total as u64));
-    report.push("opened", Json::Int(opened as u64));
-    report.push("open", Json::Int(still_open as u64));
-    report.push("failed", Json::Int(failed.load(Relaxed) as u64));
-    report.push("connect_s", Json::Num(connect_secs));
-    report.push("server_rss_before_kb", Json::opt_int(rss_before));
-    report.push("server_rss_held_kb", Json::opt_int(rss_held));
     let per_conn = rss_before
         .zip(rss_held)
         .filter(|_| still_open > 0)
         .map(|(a, b)| (b as f64 - a as f64) * 1024.0 / still_open as f64);
-    report.push("server_bytes_per_conn", Json::opt_num(per_conn));
+    let results = IdleResults {
+        requested: total,
+        opened,
+        open: still_open,
+        failed: failed.load(Relaxed),
+        connect_s: Num(connect_secs),
+        server_rss_before_kb: rss_before,
+        server_rss_held_kb: rss_held,
+        server_bytes_per_conn: per_conn.map(Num),
+    };
+    let mut report = Report::new(args, &window, Results::Idle(results));
+    report.ok = still_open == total;
+    report.ops = still_open as u64;
     report.lines.push(format!(
         "  connections  {still_open} of {total} open after {:.1}s ({opened} opened in {connect_secs:.2}s, {} failed)",
         window.wall.as_secs_f64(),

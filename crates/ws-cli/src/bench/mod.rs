@@ -314,7 +314,7 @@ mod testing {
     use super::{client_config, measure, report::Report, Args};
 
     /// Parse `ws bench` arguments.
-    fn args(list: &[&str]) -> Args {
+    pub(super) fn args(list: &[&str]) -> Args {
         #[derive(clap::Parser)]
         struct Cli {
             #[command(flatten)]
