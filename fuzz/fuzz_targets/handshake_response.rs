@@ -16,7 +16,7 @@
 //! parsing any prefix of the response gives `None` or exactly the result of
 //! parsing everything; a validated response really is a 101 with the
 //! headers §4.1 requires, an offered subprotocol and no unoffered extension;
-//! `Rejected` exactly for statuses other than 101.
+//! `Refused` exactly for statuses other than 101.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -231,7 +231,7 @@ fuzz_target!(|data: &[u8]| {
                 );
             }
         }
-        Err(HandshakeError::Rejected(r)) => {
+        Err(HandshakeError::Refused(r)) => {
             assert_ne!(
                 status,
                 StatusCode::SWITCHING_PROTOCOLS,

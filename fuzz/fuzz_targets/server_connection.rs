@@ -22,8 +22,8 @@ use libfuzzer_sys::fuzz_target;
 use ws_proto::bytes::Bytes;
 use ws_proto::handshake::{parse_request_head, write_response, Accept, Limits, UpgradeRequest};
 use ws_proto::{
-    CloseFrame, Connection, DataKind, Fragment, Message, PreparedMessage, Role, SendError, Side,
-    State,
+    CloseFrame, Connection, DataKind, Fragment, Initiator, Message, PreparedMessage, Role,
+    SendError, State,
 };
 use ws_proto_fuzz::{
     check_own_output, code_is_sendable, Blob, EventChecker, Knobs, WireChecker, WireMessage,
@@ -311,7 +311,7 @@ impl Harness {
                     let info = self.conn.close_info();
                     let sent = frame.unwrap_or_else(|| CloseFrame::new(1005.into(), ""));
                     assert_eq!(info.sent.as_ref(), Some(&sent));
-                    assert_eq!(info.initiator, Some(Side::Local));
+                    assert_eq!(info.initiator, Some(Initiator::Local));
                 }
             }
             Action::Drain(n) => self.wire.drain_some(&mut self.conn, usize::from(n)),

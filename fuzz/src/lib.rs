@@ -638,7 +638,7 @@ impl EventChecker {
                             .map(|f| CloseFrame::new(f.code, ""))
                             .unwrap_or_else(|| CloseFrame::new(1005.into(), ""));
                         assert_eq!(info.sent.as_ref(), Some(&reply), "close reply");
-                        assert_eq!(info.initiator, Some(ws_proto::Side::Remote));
+                        assert_eq!(info.initiator, Some(ws_proto::Initiator::Peer));
                     } else {
                         assert!(info.sent.is_some(), "Closing without having sent a close");
                     }

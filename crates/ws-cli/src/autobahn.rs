@@ -38,14 +38,14 @@ pub fn run(args: Args) -> ExitCode {
 fn config(deflate: bool) -> Config {
     let mut config = Config::default();
     // The suite measures protocol behaviour, not liveness.
-    config.ping_interval = None;
+    config.protocol.ping_interval = None;
     if deflate {
         config.deflate = Some(Default::default());
     }
     config
 }
 
-async fn run_all(args: &Args) -> Result<(), ws_net::Error> {
+async fn run_all(args: &Args) -> Result<(), AutobahnError> {
     let base = args.url.trim_end_matches('/');
     let deflate = !args.no_deflate;
     let count = case_count(base, deflate).await?;
@@ -70,7 +70,7 @@ async fn run_all(args: &Args) -> Result<(), ws_net::Error> {
     Ok(())
 }
 
-async fn case_count(base: &str, deflate: bool) -> Result<u32, ws_net::Error> {
+async fn case_count(base: &str, deflate: bool) -> Result<u32, AutobahnError> {
     let (mut ws, _) = ClientBuilder::new(&format!("{base}/getCaseCount"))?
         .config(config(deflate))
         .connect()
@@ -82,15 +82,15 @@ async fn case_count(base: &str, deflate: bool) -> Result<u32, ws_net::Error> {
         }
     }
     ws.closed().await;
-    count.ok_or_else(|| ws_net::Error::InvalidUrl("no case count from the server".into()))
+    count.ok_or(AutobahnError::NoCaseCount)
 }
 
-async fn run_case(url: &str, deflate: bool) -> Result<(), ws_net::Error> {
+async fn run_case(url: &str, deflate: bool) -> Result<(), AutobahnError> {
     let (mut ws, _) = ClientBuilder::new(url)?
         .config(config(deflate))
         .connect()
         .await?;
-    let result = echo(&mut ws).await;
+    let result = echo(&mut ws).await.map_err(AutobahnError::from);
     // The suite records a case when its TCP connection ends: wait for that
     // (bounded by the close timeout) even after an error, or the next case,
     // or updateReports after the last one, can overtake it and the case
@@ -108,4 +108,15 @@ async fn echo(ws: &mut ws_net::WebSocket) -> Result<(), ws_net::Error> {
         }
     }
     Ok(())
+}
+
+/// Why a run of the client cases failed.
+#[derive(Debug, thiserror::Error)]
+enum AutobahnError {
+    #[error("connecting to the fuzzing server: {0}")]
+    Connect(#[from] ws_net::ConnectError),
+    #[error(transparent)]
+    Connection(#[from] ws_net::Error),
+    #[error("the fuzzing server sent no case count")]
+    NoCaseCount,
 }

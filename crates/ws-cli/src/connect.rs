@@ -108,7 +108,7 @@ async fn session(args: Args) -> Result<i32, Box<dyn std::error::Error>> {
     // file once the reader is gone.
     drop(reader);
     let _ = tokio::time::timeout(
-        ws_net::Config::default().close_timeout + std::time::Duration::from_secs(3),
+        ws_net::Config::default().protocol.close_timeout + std::time::Duration::from_secs(3),
         done.closed(),
     )
     .await;

@@ -115,7 +115,7 @@ async fn serve(addr: SocketAddr, config: Config, protocols: Arc<[String]>) -> st
     drop(writers);
     drop(live);
     let _ = ws_net::time::timeout(
-        config.close_timeout + Duration::from_secs(1),
+        config.protocol.close_timeout + Duration::from_secs(1),
         all_done.recv(),
     )
     .await;

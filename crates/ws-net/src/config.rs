@@ -6,25 +6,29 @@ use std::time::Duration;
 /// production service that never tunes them: keepalive pings on, a close
 /// timeout, a bounded write buffer, and ws-proto's size limits.
 ///
-/// The keepalive, idle and close timeouts of open connections do not use
-/// the runtime's timer, which would turn every wait of a busy runtime for
-/// I/O into a wait with a timeout: on Linux each runtime gets one timer
-/// descriptor, watched by its reactor and read by a task of its own
-/// (started with the first connection on a TCP socket); elsewhere, and
-/// before that, one clock thread serves the process. They follow the real
-/// clock: tokio's paused test clock does not move them.
+/// The protocol's own settings, timers included, are in
+/// [`protocol`](Self::protocol): keepalive (`ping_interval`, default 20 s,
+/// and `ping_timeout`, 20 s), `idle_timeout` (off) and `close_timeout`
+/// (10 s). ws-proto decides when they fire; ws-net keeps one deadline per
+/// connection for it on clocks of its own, not the runtime's timer: on
+/// Linux each runtime gets one timer descriptor, watched by its reactor
+/// and read by a task of its own (started with the first connection on a
+/// TCP socket); elsewhere, and before that, one clock thread serves the
+/// process. They follow the real clock: tokio's paused test clock does not
+/// move them.
 ///
 /// ```
 /// use std::time::Duration;
 /// let mut config = ws_net::Config::default();
-/// config.ping_interval = Some(Duration::from_secs(5));
+/// config.protocol.ping_interval = Some(Duration::from_secs(5));
 /// config.protocol.max_message_size = 1 << 20;
-/// assert_eq!(config.close_timeout, Duration::from_secs(10));
+/// assert_eq!(config.protocol.close_timeout, Duration::from_secs(10));
 /// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
-    /// Protocol limits and options (frame and message size...).
+    /// Protocol limits, options and timers (frame and message size,
+    /// keepalive, idle and close timeouts...).
     pub protocol: ws_proto::Config,
     /// Limits on the opening handshake's head (16 KiB, 64 headers).
     pub handshake_limits: ws_proto::handshake::Limits,
@@ -33,21 +37,10 @@ pub struct Config {
     pub handshake_timeout: Duration,
     /// Time allowed for a client's TCP connect (and TLS) (default 10 s).
     pub connect_timeout: Duration,
-    /// Send a ping after this long without receiving anything (default
-    /// 20 s); `None` turns keepalive off.
-    pub ping_interval: Option<Duration>,
-    /// After a keepalive ping, how long to wait for any data from the peer
-    /// before the connection is declared dead (default 20 s).
-    pub ping_timeout: Duration,
-    /// Close the connection (1001) after this long without a data message
-    /// in either direction (default: off).
-    pub idle_timeout: Option<Duration>,
-    /// Once the closing handshake starts, how long to wait for it to finish
-    /// before dropping the transport (default 10 s).
-    pub close_timeout: Duration,
     /// `send` waits while at least this many bytes are queued and not yet
-    /// written (default 128 KiB). Memory per connection stays under this
-    /// plus one message.
+    /// written (default 128 KiB), and `try_send` fails with
+    /// [`TrySendError::Full`](crate::TrySendError::Full). Memory per
+    /// connection stays under this plus one message.
     pub write_buffer_limit: usize,
     /// Set `TCP_NODELAY` on TCP sockets this crate opens (default on).
     pub nodelay: bool,
@@ -68,10 +61,6 @@ impl Default for Config {
             handshake_limits: ws_proto::handshake::Limits::default(),
             handshake_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
-            ping_interval: Some(Duration::from_secs(20)),
-            ping_timeout: Duration::from_secs(20),
-            idle_timeout: None,
-            close_timeout: Duration::from_secs(10),
             write_buffer_limit: 128 * 1024,
             nodelay: true,
             deflate: None,

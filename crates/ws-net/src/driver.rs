@@ -1,7 +1,8 @@
 //! The driver task of a connection: writes what the handles queued and
 //! could not write at once themselves (the socket was full, more input was
-//! waiting, or a pong or close frame was queued by the reader), runs the
-//! timers, and closes the transport when the protocol says so.
+//! waiting, or a pong or close frame was queued by the reader), passes
+//! time to the connection's timers and keeps their one deadline on the
+//! clock, and closes the transport when the protocol says so.
 //!
 //! It takes queued bytes out of the shared connection under the lock (the
 //! chunks themselves, no copy), writes them with vectored writes outside
@@ -12,16 +13,15 @@ use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use std::time::Instant;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
-use ws_proto::{CloseCode, CloseFrame, Event, Message, Role, State};
+use ws_proto::{CloseCode, CloseFrame, ProtocolError, Role, State};
 
+use crate::clock::{Alarm, Deadline};
 use crate::conn::{Inner, Shared, MAX_SLICES};
 use crate::error::Error;
-use crate::timer::{Alarm, Deadline};
 use crate::transport::{ReadHalf, WriteHalf};
 
 /// How long the driver waits for a transport shutdown (TLS close_notify).
@@ -40,26 +40,16 @@ enum Step {
     Finish(Option<Error>),
 }
 
-struct Timers {
-    ping_sent: Option<Instant>,
-    ping_seq: u64,
-    closing_since: Option<Instant>,
-}
-
 pub(crate) async fn drive(shared: Arc<Shared>) {
     let mut batch: VecDeque<Bytes> = VecDeque::new();
     // The write half while a write of ours is in progress; otherwise it
     // stays in the shared state, where senders write through it directly.
     let mut io: Option<WriteHalf> = None;
-    let mut orphan: Option<ReadHalf> = None;
-    let mut orphan_buf = BytesMut::new();
-    let mut timers = Timers {
-        ping_sent: None,
-        ping_seq: 0,
-        closing_since: None,
-    };
+    // The read half, once the reader stopped reading.
+    let mut unread: Option<ReadHalf> = None;
+    let mut unread_buf = BytesMut::new();
     // The timers' next deadline, on the connections' own clock (see
-    // `timer`): the runtime's timer would make every wait of the runtime
+    // `clock`): the runtime's timer would make every wait of the runtime
     // for I/O a wait with a timeout. A tokio TCP socket shows that this
     // runtime has a reactor, which can then keep the clock.
     let tcp = shared.lock().io.as_ref().is_some_and(WriteHalf::is_tcp);
@@ -68,10 +58,10 @@ pub(crate) async fn drive(shared: Arc<Shared>) {
         let mut deadline: Option<Instant> = None;
         let step = {
             let mut inner = shared.lock();
-            if orphan.is_none() {
-                orphan = inner.orphan.take();
+            if unread.is_none() {
+                unread = inner.unread.take();
             }
-            let step = plan(&shared, &mut inner, &mut timers, &mut deadline, &mut batch);
+            let step = plan(&mut inner, &mut deadline, &mut batch);
             match step {
                 Step::Wait => {
                     if let Some(w) = io.take() {
@@ -88,16 +78,16 @@ pub(crate) async fn drive(shared: Arc<Shared>) {
         };
         match step {
             Step::Finish(err) => {
-                if orphan.is_none() {
-                    orphan = shared.lock().orphan.take();
+                if unread.is_none() {
+                    unread = shared.lock().unread.take();
                 }
-                finish(&shared, io.take(), err, orphan.take(), &mut orphan_buf, tcp).await;
+                finish(&shared, io.take(), err, unread.take(), &mut unread_buf, tcp).await;
                 return;
             }
             Step::Write => {
                 let Some(w) = io.as_mut() else {
                     // Only the driver removes the write half for good.
-                    finish(&shared, None, None, orphan.take(), &mut orphan_buf, tcp).await;
+                    finish(&shared, None, None, unread.take(), &mut unread_buf, tcp).await;
                     return;
                 };
                 let result = tokio::select! {
@@ -117,7 +107,7 @@ pub(crate) async fn drive(shared: Arc<Shared>) {
                         inner.wake_senders();
                     }
                     Err(e) => {
-                        inner.fatal.get_or_insert(Error::Io(e));
+                        inner.io_error(e);
                     }
                 }
             }
@@ -125,8 +115,8 @@ pub(crate) async fn drive(shared: Arc<Shared>) {
                 tokio::select! {
                     _ = shared.notify.notified() => {}
                     _ = alarm.until(deadline) => {}
-                    read = read_orphan(&mut orphan, &mut orphan_buf) => {
-                        on_orphan_read(&shared, read, &mut orphan_buf);
+                    read = read_unread(&mut unread, &mut unread_buf) => {
+                        on_unread_read(&shared, read, &mut unread_buf);
                     }
                 }
             }
@@ -135,19 +125,9 @@ pub(crate) async fn drive(shared: Arc<Shared>) {
 }
 
 /// Decide the next step: timers, graceful close, and taking queued bytes.
-fn plan(
-    shared: &Shared,
-    inner: &mut Inner,
-    timers: &mut Timers,
-    deadline: &mut Option<Instant>,
-    batch: &mut VecDeque<Bytes>,
-) -> Step {
-    let config = &shared.config;
-    let now = Instant::now();
-    let mut at = |t: Instant| *deadline = Some(deadline.map_or(t, |d| d.min(t)));
-
-    if let Some(e) = &inner.fatal {
-        return Step::Finish(Some(e.duplicate()));
+fn plan(inner: &mut Inner, deadline: &mut Option<Instant>, batch: &mut VecDeque<Bytes>) -> Step {
+    if inner.broken() {
+        return Step::Finish(inner.fatal.clone());
     }
     // Every handle is gone: close normally after what was sent.
     if inner.senders == 0 && inner.reader_gone && inner.core.state() == State::Open {
@@ -155,50 +135,15 @@ fn plan(
             .core
             .close(Some(CloseFrame::new(CloseCode::NORMAL, "")));
     }
-    if inner.core.state() == State::Open {
-        if let Some(interval) = config.ping_interval {
-            let last_recv = inner.last_recv;
-            match timers.ping_sent {
-                Some(sent) if last_recv >= sent => timers.ping_sent = None,
-                Some(sent) if now >= sent + config.ping_timeout => {
-                    return Step::Finish(Some(Error::KeepaliveTimeout));
-                }
-                Some(sent) => at(sent + config.ping_timeout),
-                None => {}
-            }
-            if timers.ping_sent.is_none() {
-                let due = last_recv + interval;
-                if now >= due {
-                    timers.ping_seq += 1;
-                    let payload = Bytes::copy_from_slice(&timers.ping_seq.to_be_bytes());
-                    if inner.core.send(Message::Ping(payload)).is_ok() {
-                        timers.ping_sent = Some(now);
-                        at(now + config.ping_timeout);
-                    }
-                } else {
-                    at(due);
-                }
-            }
-        }
-        if let Some(idle) = config.idle_timeout {
-            let due = inner.last_data + idle;
-            if now >= due {
-                let _ = inner
-                    .core
-                    .close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "idle timeout")));
-            } else {
-                at(due);
-            }
-        }
-    }
-    if inner.core.state() != State::Open {
-        let since = *timers.closing_since.get_or_insert(now);
-        let due = since + config.close_timeout;
-        if now >= due {
-            let err = (inner.core.state() != State::Closed).then_some(Error::CloseTimeout);
-            return Step::Finish(err);
-        }
-        at(due);
+    // The timers are the connection's; the driver passes the time and
+    // keeps their next deadline.
+    inner.core.handle_timeout(Instant::now());
+    *deadline = inner.core.poll_timeout();
+    if let Some(e @ (ProtocolError::KeepaliveTimeout | ProtocolError::CloseTimeout)) =
+        inner.core.failure()
+    {
+        // The peer is gone or does not read: what is unwritten is dropped.
+        return Step::Finish(Some(Error::Protocol(e.clone())));
     }
     if inner.core.wants_transport_closed() && batch.is_empty() {
         return Step::Finish(None);
@@ -253,11 +198,11 @@ async fn write_batch(io: &mut WriteHalf, batch: &mut VecDeque<Bytes>) -> std::io
     .await
 }
 
-async fn read_orphan(
-    orphan: &mut Option<ReadHalf>,
+async fn read_unread(
+    unread: &mut Option<ReadHalf>,
     buf: &mut BytesMut,
 ) -> Option<std::io::Result<usize>> {
-    match orphan.as_mut() {
+    match unread.as_mut() {
         Some(io) => {
             buf.reserve(4096);
             Some(tokio::io::AsyncReadExt::read_buf(io, buf).await)
@@ -266,25 +211,28 @@ async fn read_orphan(
     }
 }
 
-/// The driver reads for a dropped reader: control frames are handled by
-/// the connection, data messages are discarded.
-fn on_orphan_read(shared: &Shared, read: Option<std::io::Result<usize>>, buf: &mut BytesMut) {
+/// The driver reads for a reader that stopped: control frames are handled
+/// by the connection, data messages are discarded.
+fn on_unread_read(shared: &Shared, read: Option<std::io::Result<usize>>, buf: &mut BytesMut) {
     let mut inner = shared.lock();
     match read {
         Some(Ok(0)) => inner.core.receive_eof(),
         Some(Ok(_)) => {
             inner.core.receive_data(buf);
             buf.clear();
-            inner.last_recv = std::time::Instant::now();
+            inner.core.handle_received(Instant::now());
         }
         Some(Err(_)) => inner.core.receive_eof(),
         None => return,
     }
     loop {
-        match inner.core.poll_event() {
-            Ok(Some(Event::Message(_) | Event::Fragment(_))) => continue,
-            Ok(Some(_)) => continue,
-            Ok(None) | Err(_) => break,
+        match inner.core.poll_message() {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(e) => {
+                inner.fail(Error::Protocol(e));
+                break;
+            }
         }
     }
 }
@@ -311,7 +259,7 @@ async fn finish(
     err: Option<Error>,
     read: Option<ReadHalf>,
     scratch: &mut BytesMut,
-    // The transport is a tokio TCP socket (see `timer::Alarm::new`).
+    // The transport is a tokio TCP socket (see `clock::Alarm::new`).
     tcp: bool,
 ) {
     let at_once = {
@@ -325,7 +273,7 @@ async fn finish(
             && inner.core.close_info().received.is_some();
         if let Some(e) = err {
             tracing::debug!(error = %e, "closing transport");
-            inner.fatal.get_or_insert(e);
+            inner.fail(e);
         }
         inner.wake_all();
         at_once
@@ -343,11 +291,11 @@ async fn finish(
             }
             if let Some(mut read) = read {
                 let drain = async {
-                    // Usually one read, of the end of file. Into the orphan
-                    // buffer: uninitialised and reused (a zeroed 4 KiB buffer
-                    // here was 10% of the instructions of a whole
-                    // handshake-and-close), and on the heap (on the stack it
-                    // would grow every driver future).
+                    // Usually one read, of the end of file. Into the unread
+                    // half's buffer: uninitialised and reused (zeroing a
+                    // buffer here costs much of a whole handshake-and-close),
+                    // and on the heap (on the stack it would grow every
+                    // driver future).
                     loop {
                         scratch.clear();
                         scratch.reserve(4096);
@@ -373,17 +321,16 @@ mod tests {
     use super::*;
 
     /// Every open connection holds one driver future, idle or not: keep it
-    /// small (a buffer held across an await once made it 4.6 KiB).
+    /// small (no buffer held across an await, no `async fn` timeout in its
+    /// closing steps: see `clock::Timeout`).
     #[tokio::test]
     async fn driver_future_is_small() {
         let (_, stream) = tokio::io::duplex(64);
         let (_, write) = crate::transport::split(stream);
         let core = ws_proto::Connection::new(ws_proto::Role::Server, Default::default());
-        let shared = Shared::new(core, Default::default(), write);
+        let shared = Shared::new(core, Default::default(), write, Default::default());
         let future = drive(shared);
         let size = std::mem::size_of_val(&future);
-        // 704 bytes with rustc 1.95; an `async fn` timeout in its closing
-        // steps once added 120 (see `timer::Timeout`).
         assert!(size <= 800, "driver future is {size} bytes");
     }
 }

@@ -9,17 +9,20 @@
 //!   many tasks can send on one connection, and [`PreparedMessage`] sends
 //!   one encoded frame to many connections.
 //!
-//! No protocol rule lives here: ws-proto decides, this crate moves bytes,
-//! and runs the clocks (keepalive, idle, connect, handshake and close
-//! timeouts). The clocks are its own, not tokio's timer: a runtime built
-//! with `enable_io()` alone runs everything here, and [`time`] offers the
-//! same clocks to an application on such a runtime.
+//! No protocol rule lives here: ws-proto decides (keepalive, idle and
+//! close timeouts included: it says when, this crate fires the deadline),
+//! this crate moves bytes and keeps the clocks (those deadlines, and the
+//! connect and handshake timeouts). The clocks are its own, not tokio's
+//! timer: a runtime built with `enable_io()` alone runs everything here,
+//! and [`time`] offers the same clocks to an application on such a
+//! runtime.
 // One function may use `unsafe` (registering a timer descriptor with the
-// runtime, in `timer.rs`), with its safety argument there; nothing else.
+// runtime, in `clock.rs`), with its safety argument there; nothing else.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod client;
+mod clock;
 mod config;
 mod conn;
 mod driver;
@@ -27,17 +30,19 @@ mod error;
 mod pool;
 pub mod server;
 pub mod time;
-mod timer;
 #[cfg(feature = "tls")]
 mod tls;
 mod transport;
 
 pub use client::{connect, ClientBuilder};
 pub use config::Config;
-pub use conn::{WebSocket, WsReader, WsWriter};
-pub use error::Error;
+pub use conn::{ConnectionId, WebSocket, WsReader, WsWriter};
+pub use error::{AcceptError, ConnectError, Error, TrySendError};
+#[cfg(feature = "tls")]
+pub use tls::{TlsConnector, TlsError};
 pub use ws_proto::{
-    CloseCode, CloseFrame, CloseInfo, Message, PreparedMessage, Role, State, Utf8Bytes,
+    CloseCode, CloseFrame, CloseInfo, Initiator, Message, PreparedMessage, ProtocolError, Role,
+    SendError, State, Utf8Bytes,
 };
 
 /// Re-exported for users of the types above.

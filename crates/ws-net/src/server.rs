@@ -8,9 +8,12 @@
 //!   callback that decides from the request (path, query, headers, Origin,
 //!   Authorization) to accept, choosing a subprotocol and adding headers, or
 //!   to refuse with a status.
-//! - [`upgrade_response`] and [`WebSocket::from_raw`]: for a request
-//!   already parsed by another HTTP stack (hyper, axum), validate it and
-//!   build the 101, then wrap the upgraded transport.
+//! - [`upgrade`]: for a request already parsed by another HTTP stack
+//!   (hyper, axum), validate it, let a callback decide, negotiate
+//!   permessage-deflate, and build the 101; then
+//!   [`Upgrade::into_websocket`] wraps the upgraded transport with what was
+//!   negotiated in force. The `hyper` and `axum` features of this crate do
+//!   it for those stacks.
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -40,10 +43,10 @@ use ws_proto::{HandshakeError, Role};
 
 pub use ws_proto::handshake::{Accept, UpgradeRequest};
 
+use crate::clock::Deadline;
 use crate::config::Config;
 use crate::conn::{HandshakeInfo, WebSocket};
-use crate::error::Error;
-use crate::timer::Deadline;
+use crate::error::AcceptError;
 use crate::transport::is_tcp_stream;
 
 /// The listen backlog of [`bind`].
@@ -88,12 +91,24 @@ impl Reject {
             headers: Box::default(),
         }
     }
+
+    /// Add a response header (`WWW-Authenticate`, for example).
+    pub fn header(mut self, name: http::HeaderName, value: http::HeaderValue) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+
+    /// The HTTP response: the status, the reason as a plain-text body, and
+    /// the headers.
+    pub fn into_response(self) -> http::Response<String> {
+        handshake::refusal(self.status, &self.reason, &self.headers)
+    }
 }
 
 /// Accept every valid upgrade request, with no subprotocol.
 ///
 /// Cancel-safe in the sense that dropping it drops the transport.
-pub async fn accept<S>(stream: S, config: Config) -> Result<WebSocket, Error>
+pub async fn accept<S>(stream: S, config: Config) -> Result<WebSocket, AcceptError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -108,7 +123,7 @@ where
 /// bounded by [`Config::handshake_timeout`].
 ///
 /// ```no_run
-/// # async fn demo(tcp: tokio::net::TcpStream) -> Result<(), ws_net::Error> {
+/// # async fn demo(tcp: tokio::net::TcpStream) -> Result<(), ws_net::AcceptError> {
 /// use ws_net::server::{accept_with, Accept, Reject};
 /// let ws = accept_with(tcp, Default::default(), |req| {
 ///     if req.origin() != Some("https://app.example") {
@@ -121,7 +136,11 @@ where
 /// .await?;
 /// # drop(ws); Ok(()) }
 /// ```
-pub async fn accept_with<S, F>(stream: S, config: Config, decide: F) -> Result<WebSocket, Error>
+pub async fn accept_with<S, F>(
+    stream: S,
+    config: Config,
+    decide: F,
+) -> Result<WebSocket, AcceptError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: FnOnce(&UpgradeRequest) -> Result<Accept, Reject>,
@@ -132,7 +151,7 @@ where
     Box::pin(handshake(stream, config, decide)).await
 }
 
-async fn handshake<S, F>(mut stream: S, config: Config, decide: F) -> Result<WebSocket, Error>
+async fn handshake<S, F>(mut stream: S, config: Config, decide: F) -> Result<WebSocket, AcceptError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: FnOnce(&UpgradeRequest) -> Result<Accept, Reject>,
@@ -150,20 +169,20 @@ where
                     return Ok((head, buf));
                 }
                 Ok(None) => {}
-                Err(e) => return Err(Error::Handshake(e)),
+                Err(e) => return Err(AcceptError::Handshake(e)),
             }
             if stream.read_buf(&mut buf).await? == 0 {
-                return Err(Error::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
             }
         }
     };
     let head = deadline
         .run(std::pin::pin!(read_head))
         .await
-        .map_err(|_| Error::HandshakeTimeout);
+        .map_err(|_| AcceptError::HandshakeTimeout);
     let (head, leftover) = match head {
         Ok(Ok(h)) => h,
-        Ok(Err(Error::Handshake(e))) => return refuse(stream, deadline, e).await,
+        Ok(Err(AcceptError::Handshake(e))) => return refuse(stream, deadline, e).await,
         Ok(Err(e)) | Err(e) => return Err(e),
     };
     let request = match UpgradeRequest::from_request(head) {
@@ -181,14 +200,18 @@ where
         Err(reject) => {
             let bytes = handshake::reject(reject.status, &reject.reason, &reject.headers);
             write_and_close(&mut stream, deadline, &bytes).await;
-            return Err(Error::Rejected(reject.status));
+            return Err(AcceptError::Refused(reject.status));
         }
     };
     deadline
         .run(std::pin::pin!(stream.write_all(&bytes)))
         .await
-        .map_err(|_| Error::HandshakeTimeout)??;
-    let info = HandshakeInfo { protocol, deflate };
+        .map_err(|_| AcceptError::HandshakeTimeout)??;
+    let info = HandshakeInfo {
+        protocol,
+        deflate,
+        peer_addr: None,
+    };
     Ok(WebSocket::from_parts(
         stream,
         Role::Server,
@@ -212,41 +235,168 @@ fn negotiate_deflate(
     Some(negotiated)
 }
 
-/// Validate a request parsed by another HTTP stack and build the 101
-/// response to send back; then wrap the upgraded transport with
-/// [`WebSocket::from_raw`] in the server role.
+/// Validate a request parsed by another HTTP stack, let `decide` accept it
+/// (choosing a subprotocol, adding headers) or refuse it, negotiate
+/// permessage-deflate as `config` says, and build the 101 response. Send
+/// the response, then wrap the upgraded transport with
+/// [`Upgrade::into_websocket`]: the subprotocol and deflate parameters
+/// agreed here are in force on it, and `config`'s limits apply.
+///
+/// The request's head was read by the other stack, under its own limits;
+/// [`Config::handshake_limits`]' header count and size are checked here
+/// too (431).
 ///
 /// ```
+/// use ws_net::server::{upgrade, Accept};
 /// let req = http::Request::get("/ws")
 ///     .header("host", "example.com")
 ///     .header("upgrade", "websocket")
 ///     .header("connection", "Upgrade")
 ///     .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
 ///     .header("sec-websocket-version", "13")
+///     .header("sec-websocket-protocol", "chat.v2")
 ///     .body(())
 ///     .unwrap();
-/// let response = ws_net::server::upgrade_response(&req, &Default::default()).unwrap();
+/// let config = ws_net::Config::default();
+/// let (response, upgrade) = upgrade(&req, &config, |r| {
+///     Ok(Accept::default().protocol(r.select_protocol(&["chat.v2"]).unwrap_or_default()))
+/// })
+/// .unwrap();
 /// assert_eq!(response.status(), 101);
+/// assert_eq!(upgrade.protocol(), Some("chat.v2"));
+/// // Then, with the transport hyper hands over after sending the 101:
+/// // let ws = upgrade.into_websocket(io);
 /// ```
-pub fn upgrade_response<B>(
+pub fn upgrade<B, F>(
     request: &http::Request<B>,
-    accept: &Accept,
-) -> Result<http::Response<()>, HandshakeError> {
-    UpgradeRequest::from_http(request)?.accept(accept)
+    config: &Config,
+    decide: F,
+) -> Result<(http::Response<()>, Upgrade), UpgradeError>
+where
+    F: FnOnce(&UpgradeRequest) -> Result<Accept, Reject>,
+{
+    check_head_limits(request.headers(), &config.handshake_limits)?;
+    let request = UpgradeRequest::from_http(request)?;
+    let mut accept = decide(&request).map_err(UpgradeError::Refused)?;
+    if accept.protocol.as_deref() == Some("") {
+        accept.protocol = None;
+    }
+    let deflate = negotiate_deflate(&request, config, &mut accept);
+    let response = request.accept(&accept)?;
+    let upgrade = Upgrade {
+        config: config.clone(),
+        info: HandshakeInfo {
+            protocol: accept.protocol,
+            deflate,
+            peer_addr: None,
+        },
+    };
+    Ok((response, upgrade))
+}
+
+/// The header limits of [`Config::handshake_limits`], for a head another
+/// stack parsed: the count, and the size as the head would have on the wire.
+fn check_head_limits(
+    headers: &http::HeaderMap,
+    limits: &ws_proto::handshake::Limits,
+) -> Result<(), HandshakeError> {
+    if headers.len() > limits.max_headers {
+        return Err(HandshakeError::TooManyHeaders {
+            limit: limits.max_headers,
+        });
+    }
+    let size: usize = headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if size > limits.max_head_bytes {
+        return Err(HandshakeError::HeadTooLarge {
+            limit: limits.max_head_bytes,
+        });
+    }
+    Ok(())
+}
+
+/// An accepted upgrade, waiting for its transport: what the handshake
+/// agreed and the connection's settings. Made by [`upgrade`].
+#[derive(Debug, Clone)]
+pub struct Upgrade {
+    config: Config,
+    info: HandshakeInfo,
+}
+
+impl Upgrade {
+    /// The subprotocol agreed.
+    pub fn protocol(&self) -> Option<&str> {
+        self.info.protocol.as_deref()
+    }
+
+    /// The permessage-deflate parameters agreed, if any.
+    pub fn deflate(&self) -> Option<ws_proto::deflate::Negotiated> {
+        self.info.deflate
+    }
+
+    /// Record the peer's address (the other stack knows it; the upgraded
+    /// transport may not tell).
+    pub fn peer_addr(mut self, addr: SocketAddr) -> Self {
+        self.info.peer_addr = Some(addr);
+        self
+    }
+
+    /// Wrap the upgraded transport, after the 101 was sent. Must be called
+    /// inside a tokio runtime: it spawns the connection's driver task.
+    pub fn into_websocket<S>(self, stream: S) -> WebSocket
+    where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
+        WebSocket::from_parts(stream, Role::Server, self.config, &[], self.info)
+    }
+}
+
+/// Why [`upgrade`] did not accept a request; answer it with
+/// [`into_response`](Self::into_response).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpgradeError {
+    /// The request is not a valid upgrade.
+    #[error("invalid upgrade request: {0}")]
+    Invalid(#[from] HandshakeError),
+    /// The callback refused it.
+    #[error("upgrade refused with status {}", .0.status)]
+    Refused(Reject),
+}
+
+impl UpgradeError {
+    /// The HTTP status of the answer.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Invalid(e) => e.status(),
+            Self::Refused(r) => r.status,
+        }
+    }
+
+    /// The answer: the status, a plain-text reason, and the headers the
+    /// status calls for (`Sec-WebSocket-Version: 13` on a 426).
+    pub fn into_response(self) -> http::Response<String> {
+        match self {
+            Self::Invalid(e) => handshake::error_refusal(&e),
+            Self::Refused(r) => r.into_response(),
+        }
+    }
 }
 
 async fn refuse<S>(
     mut stream: S,
     deadline: Deadline,
     err: HandshakeError,
-) -> Result<WebSocket, Error>
+) -> Result<WebSocket, AcceptError>
 where
     S: AsyncWrite + Unpin,
 {
     tracing::debug!(error = %err, "refusing handshake");
     let bytes = handshake::reject_error(&err);
     write_and_close(&mut stream, deadline, &bytes).await;
-    Err(Error::Handshake(err))
+    Err(AcceptError::Handshake(err))
 }
 
 async fn write_and_close<S: AsyncWrite + Unpin>(stream: &mut S, deadline: Deadline, bytes: &[u8]) {

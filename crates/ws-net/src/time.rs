@@ -31,8 +31,8 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-pub use crate::timer::Elapsed;
-use crate::timer::{Alarm, Timeout};
+pub use crate::clock::Elapsed;
+use crate::clock::{Alarm, Timeout};
 
 /// Wait until `deadline` has passed. Cancel-safe (dropping it cancels the
 /// wait).

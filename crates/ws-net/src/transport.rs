@@ -44,9 +44,16 @@ where
 }
 
 /// Whether `stream` is a tokio `TcpStream`: proof that the runtime polling
-/// it has a reactor (see `timer::Alarm::new`).
+/// it has a reactor (see `clock::Alarm::new`).
 pub(crate) fn is_tcp_stream<S: 'static>(stream: &S) -> bool {
     (stream as &dyn Any).is::<TcpStream>()
+}
+
+/// The peer's address, if `stream` is a tokio `TcpStream`.
+pub(crate) fn tcp_peer_addr<S: 'static>(stream: &S) -> Option<std::net::SocketAddr> {
+    (stream as &dyn Any)
+        .downcast_ref::<TcpStream>()
+        .and_then(|tcp| tcp.peer_addr().ok())
 }
 
 impl WriteHalf {

@@ -10,7 +10,7 @@ use futures_util::{SinkExt, StreamExt};
 use http::{HeaderValue, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use ws_net::server::{accept_with, Accept, Reject};
-use ws_net::{ClientBuilder, CloseCode, Config, Error, Message, PreparedMessage, Role, WebSocket};
+use ws_net::{ClientBuilder, CloseCode, Config, Error, Message, PreparedMessage};
 
 fn url(addr: std::net::SocketAddr) -> String {
     format!("ws://{addr}/")
@@ -118,7 +118,7 @@ async fn client_close_code_reaches_server_and_is_echoed() {
         }
         other => panic!("server expected close, got {other:?}"),
     }
-    assert_eq!(info.initiator, Some(ws_proto::Side::Remote));
+    assert_eq!(info.initiator, Some(ws_net::Initiator::Peer));
 }
 
 #[tokio::test]
@@ -196,10 +196,13 @@ async fn callback_refusal_gives_403_with_body() {
             Err(Reject::new(StatusCode::FORBIDDEN, "origin not allowed"))
         })
         .await;
-        assert!(matches!(r, Err(Error::Rejected(StatusCode::FORBIDDEN))));
+        assert!(matches!(
+            r,
+            Err(ws_net::AcceptError::Refused(StatusCode::FORBIDDEN))
+        ));
     });
     match within(ws_net::connect(&url(addr))).await {
-        Err(Error::Refused { status, body, .. }) => {
+        Err(ws_net::ConnectError::Refused { status, body, .. }) => {
             assert_eq!(status, StatusCode::FORBIDDEN);
             assert_eq!(&body[..], b"origin not allowed\n");
         }
@@ -360,9 +363,9 @@ async fn prepared_message_goes_to_many_connections() {
 }
 
 #[tokio::test]
-async fn upgrade_from_an_already_parsed_request() {
+async fn upgrade_from_an_already_parsed_request_keeps_what_was_negotiated() {
     // What a hyper/axum handler does: parse the request elsewhere, answer
-    // with `upgrade_response`, then wrap the upgraded transport.
+    // with `server::upgrade`'s 101, then wrap the upgraded transport.
     let (l, addr) = listener().await;
     tokio::spawn(async move {
         let (mut tcp, _) = l.accept().await.unwrap();
@@ -375,44 +378,111 @@ async fn upgrade_from_an_already_parsed_request() {
                 break head;
             }
         };
-        let response = ws_net::server::upgrade_response(&head, &Accept::default()).unwrap();
+        let mut config = Config::default();
+        config.deflate = Some(Default::default());
+        let (response, upgrade) = ws_net::server::upgrade(&head, &config, |req| {
+            let chosen = req.select_protocol(&["b", "a"]).unwrap();
+            Ok(Accept::default().protocol(chosen))
+        })
+        .unwrap();
+        assert_eq!(upgrade.protocol(), Some("b"));
+        assert!(upgrade.deflate().is_some());
         tcp.write_all(&ws_proto::handshake::write_response(&response, b""))
             .await
             .unwrap();
-        let mut ws = WebSocket::from_raw(tcp, Role::Server, Config::default());
+        let mut ws = upgrade.into_websocket(tcp);
+        assert_eq!(ws.protocol(), Some("b"));
+        assert!(ws.deflate().is_some());
         common::echo_loop(&mut ws).await;
     });
-    let (mut ws, _) = within(ws_net::connect(&url(addr))).await.unwrap();
-    ws.send(Message::text("through hyper-style upgrade"))
-        .await
+    let mut config = Config::default();
+    config.deflate = Some(Default::default());
+    let (mut ws, response) = within(
+        ClientBuilder::new(&url(addr))
+            .unwrap()
+            .protocol("x")
+            .protocol("b")
+            .config(config)
+            .connect(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.protocol(), Some("b"));
+    assert!(ws.deflate().is_some(), "deflate in force on both ends");
+    let text = "through a hyper-style upgrade, compressed ".repeat(20);
+    ws.send(Message::text(text.clone())).await.unwrap();
+    assert_eq!(next_message(&mut ws).await, Some(Message::text(text)));
+}
+
+#[test]
+fn an_invalid_or_refused_upgrade_is_answered_with_its_status() {
+    let config = Config::default();
+    let plain = http::Request::get("/").body(()).unwrap();
+    let err = ws_net::server::upgrade(&plain, &config, |_| Ok(Accept::default())).unwrap_err();
+    assert_eq!(err.status(), StatusCode::BAD_REQUEST);
+    let old = http::Request::get("/")
+        .header("host", "a")
+        .header("upgrade", "websocket")
+        .header("connection", "Upgrade")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("sec-websocket-version", "8")
+        .body(())
         .unwrap();
-    assert_eq!(
-        next_message(&mut ws).await,
-        Some(Message::text("through hyper-style upgrade"))
+    let response = ws_net::server::upgrade(&old, &config, |_| Ok(Accept::default()))
+        .unwrap_err()
+        .into_response();
+    assert_eq!(response.status(), StatusCode::UPGRADE_REQUIRED);
+    assert_eq!(response.headers()["sec-websocket-version"], "13");
+    let mut ok = old.clone();
+    ok.headers_mut().insert(
+        "sec-websocket-version",
+        http::HeaderValue::from_static("13"),
     );
+    let refused = ws_net::server::upgrade(&ok, &config, |_| {
+        Err(Reject::new(StatusCode::UNAUTHORIZED, "no token"))
+    })
+    .unwrap_err()
+    .into_response();
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(refused.body(), "no token\n");
+    // The handshake limits of the config apply to a head parsed elsewhere.
+    let mut many = ok.clone();
+    for i in 0..70 {
+        many.headers_mut().insert(
+            http::HeaderName::from_bytes(format!("x-{i}").as_bytes()).unwrap(),
+            http::HeaderValue::from_static("v"),
+        );
+    }
+    let err = ws_net::server::upgrade(&many, &config, |_| Ok(Accept::default())).unwrap_err();
+    assert_eq!(err.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
 }
 
 #[tokio::test]
 async fn bad_urls_are_refused() {
+    use ws_net::ConnectError;
     assert!(matches!(
         ClientBuilder::new("http//nope"),
-        Err(Error::InvalidUrl(_))
+        Err(ConnectError::UnsupportedScheme | ConnectError::InvalidUrl(_))
     ));
     assert!(matches!(
         ClientBuilder::new("ftp://a/"),
-        Err(Error::InvalidUrl(_))
+        Err(ConnectError::UnsupportedScheme)
+    ));
+    assert!(matches!(
+        ClientBuilder::new("ws:///path"),
+        Err(ConnectError::NoHost | ConnectError::InvalidUrl(_))
     ));
     // Nothing listens on port 1: the connection fails quickly.
     let err = within(ws_net::connect("ws://127.0.0.1:1/"))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Io(_)), "{err:?}");
+    assert!(matches!(err, ConnectError::Io(_)), "{err:?}");
 }
 
 #[tokio::test]
 async fn idle_timeout_closes_with_1001() {
     let mut config = Config::default();
-    config.idle_timeout = Some(Duration::from_millis(300));
+    config.protocol.idle_timeout = Some(Duration::from_millis(300));
     let addr = echo_server(config).await;
     let (mut ws, _) = within(ws_net::connect(&url(addr))).await.unwrap();
     match next_message(&mut ws).await {
@@ -444,7 +514,7 @@ async fn closed_resolves_after_the_close_reply_is_delivered() {
     done_within(Duration::from_secs(3), writer.closed()).await;
     let (reply, info) = within(server).await.unwrap();
     assert!(matches!(reply, Some(Message::Close(Some(f))) if f.code == CloseCode::GOING_AWAY));
-    assert_eq!(info.initiator, Some(ws_proto::Side::Local));
+    assert_eq!(info.initiator, Some(ws_net::Initiator::Local));
 }
 
 #[tokio::test]
@@ -488,7 +558,7 @@ async fn a_server_closes_its_socket_as_soon_as_the_closing_handshake_is_done() {
     within(tcp.read_to_end(&mut reply)).await.unwrap();
     assert_eq!(reply, [0x88, 0x02, 0x03, 0xe8]);
     let info = within(server).await.unwrap();
-    assert_eq!(info.initiator, Some(ws_proto::Side::Remote));
+    assert_eq!(info.initiator, Some(ws_net::Initiator::Peer));
     // The client still has its side open: the server did not wait for it.
     tcp.shutdown().await.unwrap();
 }

@@ -9,7 +9,7 @@ use tokio_rustls::rustls::crypto::ring;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
-use ws_net::{ClientBuilder, Config, Error, Message};
+use ws_net::{ClientBuilder, Config, Message};
 
 fn acceptor() -> (TlsAcceptor, Vec<u8>) {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
@@ -77,7 +77,7 @@ async fn untrusted_certificate_is_refused_unless_insecure() {
     let err = within(ClientBuilder::new(&url).unwrap().connect())
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::Io(_)), "{err:?}");
+    assert!(matches!(err, ws_net::ConnectError::Io(_)), "{err:?}");
     let (mut ws, _) = within(
         ClientBuilder::new(&url)
             .unwrap()

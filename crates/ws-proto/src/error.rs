@@ -5,15 +5,16 @@
 //! maps to the close code the peer gets, [`ProtocolError::close_code`]),
 //! [`HandshakeError`] for the opening handshake (each maps to an HTTP status
 //! on the server side, [`HandshakeError::status`]), and [`SendError`] for a
-//! message the caller may not send now. [`Error`] gathers them for callers
-//! that want one type.
+//! message the caller may not send now.
 
 use http::StatusCode;
 
 use crate::frame::CloseCode;
 
-/// The peer broke a rule of RFC 6455 (or a limit of ours) on an open
-/// connection. The connection fails with [`close_code`](Self::close_code).
+/// Why an open connection failed: the peer broke a rule of RFC 6455 or a
+/// limit of ours, the transport ended without a closing handshake, or a
+/// timer ran out. The peer gets a close frame with
+/// [`close_code`](Self::close_code) where one can still be sent.
 ///
 /// ```
 /// use ws_proto::{CloseCode, Connection, ProtocolError, Role};
@@ -94,6 +95,16 @@ pub enum ProtocolError {
     /// The transport ended without a closing handshake (§7.1.5, code 1006).
     #[error("connection closed without a closing handshake")]
     AbnormalClosure,
+    /// Nothing came back from the peer within
+    /// [`Config::ping_timeout`](crate::Config::ping_timeout) of a keepalive
+    /// ping: the peer is gone. No close frame is sent (code 1006).
+    #[error("keepalive timeout: no answer to ping")]
+    KeepaliveTimeout,
+    /// The closing handshake did not finish within
+    /// [`Config::close_timeout`](crate::Config::close_timeout): the
+    /// transport is to be dropped (code 1006).
+    #[error("closing handshake timed out")]
+    CloseTimeout,
 }
 
 impl ProtocolError {
@@ -105,7 +116,9 @@ impl ProtocolError {
             }
             Self::FrameTooBig { .. } | Self::MessageTooBig { .. } => CloseCode::MESSAGE_TOO_BIG,
             Self::WriteBufferFull { .. } => CloseCode::POLICY_VIOLATION,
-            Self::AbnormalClosure => CloseCode::ABNORMAL,
+            Self::AbnormalClosure | Self::KeepaliveTimeout | Self::CloseTimeout => {
+                CloseCode::ABNORMAL
+            }
             _ => CloseCode::PROTOCOL_ERROR,
         }
     }
@@ -175,9 +188,10 @@ pub enum HandshakeError {
     /// `Sec-WebSocket-Version` is not 13 (§4.2.1 item 6).
     #[error("unsupported WebSocket version {0:?}")]
     UnsupportedVersion(String),
-    /// The server answered with a status other than 101 (§4.1).
-    #[error("server answered {}", .0.status())]
-    Rejected(Box<http::Response<()>>),
+    /// The server refused the upgrade: it answered with a status other
+    /// than 101 (§4.1).
+    #[error("server refused the upgrade with status {}", .0.status())]
+    Refused(Box<http::Response<()>>),
     /// `Sec-WebSocket-Accept` does not match our key (§4.1 item 4).
     #[error("Sec-WebSocket-Accept does not match the key")]
     AcceptMismatch,
@@ -243,27 +257,4 @@ pub enum SendError {
     /// A new message was started while a fragmented one is unfinished.
     #[error("a fragmented message is in progress")]
     FragmentInProgress,
-    /// A continuation fragment with no message started.
-    #[error("no fragmented message is in progress")]
-    NoFragmentInProgress,
-}
-
-/// Any error of this crate.
-///
-/// ```
-/// let e: ws_proto::Error = ws_proto::SendError::Closed.into();
-/// assert_eq!(e.to_string(), "the connection is closing or closed");
-/// ```
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// See [`ProtocolError`].
-    #[error(transparent)]
-    Protocol(#[from] ProtocolError),
-    /// See [`HandshakeError`].
-    #[error(transparent)]
-    Handshake(#[from] HandshakeError),
-    /// See [`SendError`].
-    #[error(transparent)]
-    Send(#[from] SendError),
 }

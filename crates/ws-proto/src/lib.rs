@@ -37,8 +37,10 @@ mod message;
 pub mod utf8;
 
 pub use config::Config;
-pub use connection::{CloseInfo, Connection, Event, PreparedMessage, Role, SendBuf, Side, State};
-pub use error::{Error, HandshakeError, ProtocolError, SendError};
+pub use connection::{
+    CloseInfo, Connection, Event, Initiator, PreparedMessage, Role, SendBuf, State,
+};
+pub use error::{HandshakeError, ProtocolError, SendError};
 pub use frame::{CloseCode, CloseFrame};
 pub use message::{DataKind, Fragment, Message};
 pub use utf8::Utf8Bytes;

@@ -73,14 +73,10 @@ impl Message {
         matches!(self, Self::Close(_))
     }
 
-    /// Payload length in bytes (for a close: code and reason).
+    /// Payload length in bytes: the length of
+    /// [`as_payload`](Self::as_payload) (for a close: of the reason).
     pub fn len(&self) -> usize {
-        match self {
-            Self::Text(t) => t.len(),
-            Self::Binary(b) | Self::Ping(b) | Self::Pong(b) => b.len(),
-            Self::Close(None) => 0,
-            Self::Close(Some(f)) => 2 + f.reason.len(),
-        }
+        self.as_payload().len()
     }
 
     /// Whether the payload is empty.

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use proptest::sample::Index;
 use ws_proto::frame::{apply_mask, FrameHeader, OpCode};
 use ws_proto::{
-    CloseCode, CloseFrame, Config, Connection, DataKind, Event, Fragment, Message, Role, Side,
+    CloseCode, CloseFrame, Config, Connection, DataKind, Event, Fragment, Initiator, Message, Role,
     State,
 };
 
@@ -423,11 +423,11 @@ proptest! {
         let s = sender.close_info();
         prop_assert_eq!(s.sent.as_ref(), Some(&sent));
         prop_assert_eq!(s.received.as_ref(), Some(&answered));
-        prop_assert_eq!(s.initiator, Some(Side::Local));
+        prop_assert_eq!(s.initiator, Some(Initiator::Local));
         let r = receiver.close_info();
         prop_assert_eq!(r.received.as_ref(), Some(&sent));
         prop_assert_eq!(r.sent.as_ref(), Some(&answered));
-        prop_assert_eq!(r.initiator, Some(Side::Remote));
+        prop_assert_eq!(r.initiator, Some(Initiator::Peer));
 
         // The server closes the transport; the client waits for it to.
         let (server, client) = if sender_is_client {

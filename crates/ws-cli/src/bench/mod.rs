@@ -171,7 +171,7 @@ async fn measure(args: &Args, builder: ClientBuilder) -> Result<Report, String> 
 fn client_config() -> Config {
     let mut config = Config::default();
     // Keepalive pings would only add noise to a measurement.
-    config.ping_interval = None;
+    config.protocol.ping_interval = None;
     config
 }
 

@@ -1,6 +1,7 @@
 //! The connection state machine: one per WebSocket, either role.
 
 mod send;
+mod timers;
 
 pub use send::SendBuf;
 
@@ -64,17 +65,18 @@ pub enum State {
 /// Which end started the closing handshake.
 ///
 /// ```
-/// use ws_proto::{Connection, Role, Side};
+/// use ws_proto::{Connection, Role, Initiator};
 /// let mut conn = Connection::new(Role::Server, Default::default());
 /// conn.close(None).unwrap();
-/// assert_eq!(conn.close_info().initiator, Some(Side::Local));
+/// assert_eq!(conn.close_info().initiator, Some(Initiator::Local));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Side {
-    /// We did (by [`Connection::close`], or by failing the connection).
+pub enum Initiator {
+    /// We did (by [`Connection::close`], by failing the connection, or by a
+    /// timer).
     Local,
     /// The peer did.
-    Remote,
+    Peer,
 }
 
 /// What is known of how the connection closed.
@@ -98,7 +100,7 @@ pub struct CloseInfo {
     /// The close frame we received.
     pub received: Option<CloseFrame>,
     /// Which end sent the first close frame.
-    pub initiator: Option<Side>,
+    pub initiator: Option<Initiator>,
 }
 
 /// What the connection hands to the application.
@@ -229,12 +231,19 @@ struct InMessage {
 /// must not send.
 ///
 /// Methods fall into four groups: getters (`state`, `role`,
-/// `buffered_amount`, `close_info`, `wants_transport_closed`), inputs
-/// (`receive_data`, `read_buffer`, `receive_eof`), commands (`send`,
-/// `send_fragment`, `send_prepared`, `close`) and outputs (`poll_event`,
-/// `transmit`). Messages are decoded lazily, as `poll_event` is called, so
-/// the order of what the application sends and what the connection answers
-/// follows the order in which the application consumes events.
+/// `buffered_amount`, `close_info`, `failure`, `rtt`,
+/// `wants_transport_closed`), inputs (`receive_data`, `read_buffer`,
+/// `receive_eof`, and time: `handle_received`, `handle_timeout`), commands
+/// (`send`, `send_fragment`, `send_prepared`, `close`) and outputs
+/// (`poll_event` or `poll_message`, `transmit`, `poll_timeout`). Messages
+/// are decoded lazily, as `poll_event` is called, so the order of what the
+/// application sends and what the connection answers follows the order in
+/// which the application consumes events.
+///
+/// The connection reads no clock: its timers (keepalive pings, idle and
+/// close timeouts, see [`Config`]) run on the time the I/O layer passes to
+/// [`handle_timeout`](Self::handle_timeout), at the deadline
+/// [`poll_timeout`](Self::poll_timeout) gives.
 ///
 /// ```
 /// use bytes::Buf;
@@ -275,6 +284,14 @@ pub struct Connection {
     eof: bool,
     /// The abnormal end was already reported.
     eof_reported: bool,
+    /// The first error that ended the connection (sticky).
+    failure: Option<ProtocolError>,
+    /// An error raised outside `poll_event` (a timer), which the next
+    /// `poll_event` reports.
+    unreported: Option<ProtocolError>,
+    /// The mode of the current `poll_*` call: deliver fragments.
+    fragments: bool,
+    timers: timers::Timers,
 }
 
 impl Connection {
@@ -297,6 +314,10 @@ impl Connection {
             failed: false,
             eof: false,
             eof_reported: false,
+            failure: None,
+            unreported: None,
+            fragments: false,
+            timers: Default::default(),
         }
     }
 
@@ -345,7 +366,14 @@ impl Connection {
     pub fn wants_transport_closed(&self) -> bool {
         self.state == State::Closed
             && self.send.remaining() == 0
-            && (self.role == Role::Server || self.failed || self.eof)
+            && (self.role == Role::Server || self.failed || self.eof || self.timers.linger_over())
+    }
+
+    /// The first error that ended the connection, if one did: a rule the
+    /// peer broke, an end of the transport without a closing handshake, a
+    /// timer that ran out. It stays: every later call returns the same.
+    pub fn failure(&self) -> Option<&ProtocolError> {
+        self.failure.as_ref()
     }
 
     // ---- inputs ----
@@ -425,10 +453,32 @@ impl Connection {
         {
             return Ok(None);
         }
+        self.fragments = self.config.deliver_fragments;
         self.decode_event()
     }
 
+    /// The next whole message: [`poll_event`](Self::poll_event) with data
+    /// messages always reassembled, whatever
+    /// [`Config::deliver_fragments`] says. For an I/O layer that hands
+    /// whole messages on; use one of the two for a connection's life.
+    #[inline]
+    pub fn poll_message(&mut self) -> Result<Option<Message>, ProtocolError> {
+        if self.rbuf.is_empty() && self.frame.is_none() && !self.eof && self.state != State::Closed
+        {
+            return Ok(None);
+        }
+        self.fragments = false;
+        match self.decode_event()? {
+            Some(Event::Message(m)) => Ok(Some(m)),
+            // Not produced with `fragments` off.
+            Some(Event::Fragment(_)) | None => Ok(None),
+        }
+    }
+
     fn decode_event(&mut self) -> Result<Option<Event>, ProtocolError> {
+        if let Some(e) = self.unreported.take() {
+            return Err(e);
+        }
         loop {
             if self.state == State::Closed {
                 self.rbuf.clear();
@@ -528,8 +578,7 @@ impl Connection {
     /// payloads are inflated or appended to a message, then dropped.
     fn payload_is_delivered(&self, h: &FrameHeader) -> bool {
         let whole = h.fin && h.opcode != OpCode::Continuation;
-        h.opcode.is_control()
-            || (!self.is_compressed(h) && (whole || self.config.deliver_fragments))
+        h.opcode.is_control() || (!self.is_compressed(h) && (whole || self.fragments))
     }
 
     /// Whether a data frame carries permessage-deflate data: RSV1 on a
@@ -588,6 +637,24 @@ impl Connection {
         }
     }
 
+    /// The error [`send`](Self::send) would return for `message` now,
+    /// without queueing anything: lets a caller keep a message it could not
+    /// send.
+    pub fn check_send(&self, message: &Message) -> Result<(), SendError> {
+        self.check_open()?;
+        match message {
+            Message::Text(_) | Message::Binary(_) if self.sending_fragments => {
+                Err(SendError::FragmentInProgress)
+            }
+            Message::Text(_) | Message::Binary(_) => Ok(()),
+            Message::Ping(p) | Message::Pong(p) if p.len() > MAX_CONTROL_PAYLOAD => {
+                Err(SendError::ControlTooLong(p.len()))
+            }
+            Message::Ping(_) | Message::Pong(_) | Message::Close(None) => Ok(()),
+            Message::Close(Some(f)) => check_close_frame(f),
+        }
+    }
+
     /// Queue one frame of a data message, for messages produced piece by
     /// piece. The first fragment's `kind` sets the message type (later
     /// fragments' `kind` is ignored); `fin` ends the message. No other data
@@ -604,6 +671,9 @@ impl Connection {
         };
         self.write_frame(fragment.fin, opcode, fragment.data);
         self.sending_fragments = !fragment.fin;
+        if fragment.fin {
+            self.timers.data_moved();
+        }
         Ok(())
     }
 
@@ -612,8 +682,11 @@ impl Connection {
     /// encodes the frame with a fresh mask.
     pub fn send_prepared(&mut self, prepared: &PreparedMessage) -> Result<(), SendError> {
         self.check_open()?;
-        if prepared.opcode.is_data() && self.sending_fragments {
-            return Err(SendError::FragmentInProgress);
+        if prepared.opcode.is_data() {
+            if self.sending_fragments {
+                return Err(SendError::FragmentInProgress);
+            }
+            self.timers.data_moved();
         }
         // A server sends the header encoded once; a client masks.
         let mask = match self.role {
@@ -638,16 +711,11 @@ impl Connection {
     pub fn close(&mut self, frame: Option<CloseFrame>) -> Result<(), SendError> {
         self.check_open()?;
         if let Some(f) = &frame {
-            if !f.code.is_sendable() {
-                return Err(SendError::InvalidCloseCode(f.code.as_u16()));
-            }
-            if f.reason.len() > crate::frame::MAX_CLOSE_REASON {
-                return Err(SendError::ReasonTooLong(f.reason.len()));
-            }
+            check_close_frame(f)?;
         }
         self.write_close(frame.as_ref());
         self.close.sent = Some(frame.unwrap_or_else(no_status));
-        self.close.initiator.get_or_insert(Side::Local);
+        self.close.initiator.get_or_insert(Initiator::Local);
         self.state = State::Closing;
         Ok(())
     }
@@ -667,6 +735,7 @@ impl Connection {
         if self.sending_fragments {
             return Err(SendError::FragmentInProgress);
         }
+        self.timers.data_moved();
         // RFC 7692 §6.1: a compressed message has RSV1 on its first frame.
         let (payload, mut rsv) = match self.deflate.as_mut().and_then(|c| c.compress(&payload)) {
             Some(compressed) => (compressed, RSV1),
@@ -827,6 +896,7 @@ impl Connection {
                 }
                 Ok(Some(Event::Message(Message::Ping(payload))))
             }
+            OpCode::Pong if self.is_keepalive_pong(&payload) => Ok(None),
             OpCode::Pong => Ok(Some(Event::Message(Message::Pong(payload)))),
             OpCode::Close => self.on_close(payload).map(Some),
             OpCode::Text | OpCode::Binary | OpCode::Continuation => self.on_data(header, payload),
@@ -840,7 +910,10 @@ impl Connection {
         payload: Bytes,
     ) -> Result<Option<Event>, ProtocolError> {
         let fin = header.fin;
-        let deliver = self.config.deliver_fragments;
+        let deliver = self.fragments;
+        if fin {
+            self.timers.data_moved();
+        }
         let kind_of = |op| {
             if op == OpCode::Text {
                 DataKind::Text
@@ -963,7 +1036,7 @@ impl Connection {
         self.close.received = Some(frame.clone().unwrap_or_else(no_status));
         if self.state == State::Open {
             // §5.5.1: answer with a close frame, typically echoing the code.
-            self.close.initiator = Some(Side::Remote);
+            self.close.initiator = Some(Initiator::Peer);
             let reply = frame.as_ref().map(|f| CloseFrame::new(f.code, ""));
             self.write_close(reply.as_ref());
             self.close.sent = Some(reply.unwrap_or_else(no_status));
@@ -1027,7 +1100,7 @@ impl Connection {
             let frame = CloseFrame::new(err.close_code(), reason);
             self.write_close(Some(&frame));
             self.close.sent = Some(frame);
-            self.close.initiator.get_or_insert(Side::Local);
+            self.close.initiator.get_or_insert(Initiator::Local);
             self.state = State::Closing;
         }
         if self.close.received.is_some() {
@@ -1035,6 +1108,7 @@ impl Connection {
             self.state = State::Closed;
         }
         self.failed = true;
+        self.failure.get_or_insert_with(|| err.clone());
         self.pending_pong = None;
         self.message = None;
         self.utf8.reset();
@@ -1059,7 +1133,26 @@ impl Connection {
             return Ok(None);
         }
         self.eof_reported = true;
+        self.failure.get_or_insert(ProtocolError::AbnormalClosure);
         Err(ProtocolError::AbnormalClosure)
+    }
+
+    /// End the connection at once, without a closing handshake (a timer
+    /// ran out: the peer is gone or does not read): nothing more is sent or
+    /// read, and `err` is reported by the next `poll_event`.
+    fn abort(&mut self, err: ProtocolError) -> ProtocolError {
+        self.state = State::Closed;
+        self.failed = true;
+        self.send.clear();
+        self.pending_pong = None;
+        self.frame = None;
+        self.message = None;
+        self.rbuf.clear();
+        if self.failure.is_none() {
+            self.failure = Some(err.clone());
+            self.unreported = Some(err.clone());
+        }
+        err
     }
 }
 
@@ -1074,6 +1167,17 @@ fn data_message(kind: DataKind, payload: Bytes) -> Message {
         DataKind::Text => Message::Text(Utf8Bytes::from_validated(payload)),
         DataKind::Binary => Message::Binary(payload),
     }
+}
+
+/// Whether a close frame may be sent (§5.5.1, §7.4).
+fn check_close_frame(f: &CloseFrame) -> Result<(), SendError> {
+    if !f.code.is_sendable() {
+        return Err(SendError::InvalidCloseCode(f.code.as_u16()));
+    }
+    if f.reason.len() > crate::frame::MAX_CLOSE_REASON {
+        return Err(SendError::ReasonTooLong(f.reason.len()));
+    }
+    Ok(())
 }
 
 fn no_status() -> CloseFrame {

@@ -116,6 +116,14 @@ impl SendBuf {
     }
 
     /// Drop the memory of an empty queue (for idle connections).
+    /// Drop everything queued.
+    pub(crate) fn clear(&mut self) {
+        self.chunks.clear();
+        self.tail.clear();
+        self.head = 0;
+        self.len = 0;
+    }
+
     pub(crate) fn shrink(&mut self) {
         if self.len == 0 {
             self.tail = BytesMut::new();

@@ -8,6 +8,7 @@ mod closing;
 mod errors;
 mod payload_memory;
 mod rfc_examples;
+mod timers;
 
 use bytes::Buf;
 
@@ -152,4 +153,46 @@ fn poll_all(conn: &mut Connection) -> Vec<Event> {
 /// Shorthand for a message event.
 fn msg(message: Message) -> Event {
     Event::Message(message)
+}
+
+/// `poll_message` reassembles whatever `deliver_fragments` says.
+#[test]
+fn poll_message_yields_whole_messages() {
+    let config = crate::Config {
+        deliver_fragments: true,
+        ..crate::Config::default()
+    };
+    let mut conn = Connection::new(Role::Server, config);
+    conn.receive_data(&peer_frame(Role::Server, 0x01, b"Hel"));
+    conn.receive_data(&peer_frame(Role::Server, 0x89, b"p"));
+    conn.receive_data(&peer_frame(Role::Server, 0x80, b"lo"));
+    assert_eq!(conn.poll_message(), Ok(Some(Message::Ping("p".into()))));
+    assert_eq!(conn.poll_message(), Ok(Some(Message::text("Hello"))));
+    assert_eq!(conn.poll_message(), Ok(None));
+}
+
+/// `check_send` returns what `send` would, without queueing.
+#[test]
+fn check_send_agrees_with_send() {
+    use crate::{CloseCode, SendError};
+    let long = bytes::Bytes::from(vec![b'x'; 126]);
+    let cases = [
+        Message::text("t"),
+        Message::binary(vec![1]),
+        Message::Ping(long.clone()),
+        Message::Pong(long),
+        Message::Ping("p".into()),
+        Message::Close(Some(CloseFrame::new(CloseCode::ABNORMAL, ""))),
+        Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "r".repeat(124)))),
+        Message::Close(Some(CloseFrame::new(CloseCode::NORMAL, "bye"))),
+        Message::text("after close"),
+    ];
+    let mut conn = Connection::new(Role::Server, Default::default());
+    for m in cases {
+        let queued = conn.buffered_amount();
+        let checked = conn.check_send(&m);
+        assert_eq!(conn.buffered_amount(), queued, "nothing queued by a check");
+        assert_eq!(conn.send(m.clone()), checked, "{m:?}");
+    }
+    assert_eq!(conn.check_send(&Message::text("x")), Err(SendError::Closed));
 }

@@ -188,14 +188,14 @@ impl ClientHandshake {
     }
 
     /// Validate the response (§4.1, the client's checks of the server's
-    /// handshake). A status other than 101 is [`HandshakeError::Rejected`].
+    /// handshake). A status other than 101 is [`HandshakeError::Refused`].
     pub fn validate(
         &self,
         response: http::Response<()>,
     ) -> Result<UpgradeResponse, HandshakeError> {
         // Item 1: the status code must be 101.
         if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-            return Err(HandshakeError::Rejected(Box::new(response)));
+            return Err(HandshakeError::Refused(Box::new(response)));
         }
         let headers = response.headers();
         // Items 2 and 3: Upgrade "websocket" and Connection "Upgrade".

@@ -15,7 +15,8 @@ mod server;
 
 pub use client::{ClientHandshake, ClientRequest, UpgradeResponse};
 pub use server::{
-    parse_request_head, reject, reject_error, write_response, Accept, UpgradeRequest,
+    error_refusal, parse_request_head, refusal, reject, reject_error, write_response, Accept,
+    UpgradeRequest,
 };
 
 use base64::engine::general_purpose::STANDARD as BASE64;

@@ -346,16 +346,17 @@ pub fn write_response(response: &http::Response<()>, body: &[u8]) -> Vec<u8> {
 }
 
 /// A refusal: `status` with a short plain-text `reason` as the body and
-/// `Connection: close`, plus `extra` headers.
+/// `Connection: close`, plus `extra` headers, as an `http::Response` for a
+/// server built on another HTTP stack.
 ///
 /// ```
-/// let bytes = ws_proto::handshake::reject(http::StatusCode::FORBIDDEN, "origin not allowed", &Default::default());
-/// assert!(bytes.starts_with(b"HTTP/1.1 403 Forbidden\r\n"));
-/// assert!(bytes.ends_with(b"\r\n\r\norigin not allowed\n"));
+/// let r = ws_proto::handshake::refusal(http::StatusCode::FORBIDDEN, "origin not allowed", &Default::default());
+/// assert_eq!(r.status(), 403);
+/// assert_eq!(r.body(), "origin not allowed\n");
 /// ```
-pub fn reject(status: StatusCode, reason: &str, extra: &HeaderMap) -> Vec<u8> {
+pub fn refusal(status: StatusCode, reason: &str, extra: &HeaderMap) -> http::Response<String> {
     let body = format!("{reason}\n");
-    let mut response = http::Response::new(());
+    let mut response = http::Response::new(String::new());
     *response.status_mut() = status;
     let h = response.headers_mut();
     h.insert(
@@ -367,13 +368,14 @@ pub fn reject(status: StatusCode, reason: &str, extra: &HeaderMap) -> Vec<u8> {
     for (name, value) in extra {
         h.append(name.clone(), value.clone());
     }
-    write_response(&response, body.as_bytes())
+    *response.body_mut() = body;
+    response
 }
 
 /// The refusal for a handshake error: its [`status`](HandshakeError::status)
 /// and message, with `Sec-WebSocket-Version: 13` on a 426 (§4.4) and
 /// `Allow: GET` on a 405.
-pub fn reject_error(err: &HandshakeError) -> Vec<u8> {
+pub fn error_refusal(err: &HandshakeError) -> http::Response<String> {
     let mut extra = HeaderMap::new();
     match err.status() {
         StatusCode::UPGRADE_REQUIRED => {
@@ -385,5 +387,27 @@ pub fn reject_error(err: &HandshakeError) -> Vec<u8> {
         }
         _ => {}
     }
-    reject(err.status(), &err.to_string(), &extra)
+    refusal(err.status(), &err.to_string(), &extra)
+}
+
+/// [`refusal`], serialized, for a server that writes it to the connection
+/// itself.
+///
+/// ```
+/// let bytes = ws_proto::handshake::reject(http::StatusCode::FORBIDDEN, "origin not allowed", &Default::default());
+/// assert!(bytes.starts_with(b"HTTP/1.1 403 Forbidden\r\n"));
+/// assert!(bytes.ends_with(b"\r\n\r\norigin not allowed\n"));
+/// ```
+pub fn reject(status: StatusCode, reason: &str, extra: &HeaderMap) -> Vec<u8> {
+    serialize(refusal(status, reason, extra))
+}
+
+/// [`error_refusal`], serialized.
+pub fn reject_error(err: &HandshakeError) -> Vec<u8> {
+    serialize(error_refusal(err))
+}
+
+fn serialize(response: http::Response<String>) -> Vec<u8> {
+    let (parts, body) = response.into_parts();
+    write_response(&http::Response::from_parts(parts, ()), body.as_bytes())
 }

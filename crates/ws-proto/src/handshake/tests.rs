@@ -686,7 +686,7 @@ fn non_101_is_rejected_with_its_status() {
             ],
         );
         match validate(&handshake, &raw) {
-            Err(HandshakeError::Rejected(r)) => {
+            Err(HandshakeError::Refused(r)) => {
                 assert_eq!(r.status(), status);
                 assert_eq!(r.headers()["sec-websocket-version"], "13");
             }

@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::{
-    CloseCode, Config, DataKind, Fragment, PreparedMessage, ProtocolError, SendError, Side, State,
+    CloseCode, Config, DataKind, Fragment, Initiator, PreparedMessage, ProtocolError, SendError,
+    State,
 };
 
 const BOTH: [Role; 2] = [Role::Client, Role::Server];
@@ -50,7 +51,7 @@ fn peer_initiated_close() {
         let info = conn.close_info();
         assert_eq!(info.received, Some(theirs));
         assert_eq!(info.sent, Some(echo));
-        assert_eq!(info.initiator, Some(Side::Remote));
+        assert_eq!(info.initiator, Some(Initiator::Peer));
         // §7.1.1: the server closes the TCP connection first; a client waits
         // for it.
         assert_eq!(conn.wants_transport_closed(), role == Role::Server);
@@ -95,7 +96,7 @@ fn empty_close_gets_an_empty_reply() {
         let no_status = CloseFrame::new(CloseCode::NO_STATUS, "");
         assert_eq!(conn.close_info().received, Some(no_status.clone()));
         assert_eq!(conn.close_info().sent, Some(no_status));
-        assert_eq!(conn.close_info().initiator, Some(Side::Remote));
+        assert_eq!(conn.close_info().initiator, Some(Initiator::Peer));
         assert_eq!(conn.state(), State::Closed);
     }
 }
@@ -113,7 +114,7 @@ fn locally_initiated_close() {
                 .clone()
                 .unwrap_or_else(|| CloseFrame::new(CloseCode::NO_STATUS, ""));
             assert_eq!(conn.close_info().sent, Some(sent.clone()));
-            assert_eq!(conn.close_info().initiator, Some(Side::Local));
+            assert_eq!(conn.close_info().initiator, Some(Initiator::Local));
 
             // Data still arrives; pings are seen but no longer answered.
             conn.receive_data(&peer_frame(role, 0x01, b"la"));
@@ -142,7 +143,7 @@ fn locally_initiated_close() {
             let info = conn.close_info();
             assert_eq!(info.sent, Some(sent));
             assert_eq!(info.received, Some(theirs));
-            assert_eq!(info.initiator, Some(Side::Local));
+            assert_eq!(info.initiator, Some(Initiator::Local));
             assert_eq!(conn.wants_transport_closed(), role == Role::Server);
             // Nothing after the close is read.
             conn.receive_data(&peer_frame(role, 0x81, b"after"));
@@ -181,7 +182,7 @@ fn simultaneous_close() {
     );
     for conn in [&mut client, &mut server] {
         assert_eq!(conn.state(), State::Closed);
-        assert_eq!(conn.close_info().initiator, Some(Side::Local));
+        assert_eq!(conn.close_info().initiator, Some(Initiator::Local));
         assert_eq!(drain(conn), []);
     }
     assert!(server.wants_transport_closed());

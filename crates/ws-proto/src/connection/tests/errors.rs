@@ -3,7 +3,8 @@
 
 use super::*;
 use crate::{
-    CloseCode, Config, DataKind, Fragment, PreparedMessage, ProtocolError, SendError, Side, State,
+    CloseCode, Config, DataKind, Fragment, Initiator, PreparedMessage, ProtocolError, SendError,
+    State,
 };
 
 const BOTH: [Role; 2] = [Role::Client, Role::Server];
@@ -48,7 +49,7 @@ fn check_failure(
     let sent = only_close_frame(conn.role(), &drain(conn)).expect("a close frame with a code");
     assert_eq!(sent.code.as_u16(), code, "close frame code for {err:?}");
     assert_eq!(conn.close_info().sent.as_ref(), Some(&sent));
-    assert_eq!(conn.close_info().initiator, Some(Side::Local));
+    assert_eq!(conn.close_info().initiator, Some(Initiator::Local));
     // An invalid close frame is still the peer's close: it is recorded (as
     // 1005) and no second one is awaited.
     let peer_closed = matches!(
@@ -906,7 +907,7 @@ fn failure_while_closing_sends_no_second_close() {
         assert_eq!(conn.poll_event(), Err(ProtocolError::ReservedBits(0b100)));
         assert_eq!(conn.state(), State::Closed);
         assert_eq!(conn.close_info().sent, Some(ours));
-        assert_eq!(conn.close_info().initiator, Some(Side::Local));
+        assert_eq!(conn.close_info().initiator, Some(Initiator::Local));
         assert_quiet(&mut conn);
     }
 }

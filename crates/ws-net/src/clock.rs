@@ -52,7 +52,7 @@ const MIN_CLEAN: usize = 64;
 
 /// A heap of deadlines and what wakes whoever fires them.
 struct Clock {
-    state: Mutex<State>,
+    state: Mutex<Deadlines>,
     kind: Kind,
 }
 
@@ -66,7 +66,7 @@ enum Kind {
 }
 
 #[derive(Default)]
-struct State {
+struct Deadlines {
     /// Registered deadlines, earliest first, cancelled ones included.
     heap: BinaryHeap<Reverse<Item>>,
     /// Orders entries of one deadline (and makes items comparable).
@@ -150,7 +150,7 @@ fn current_clock(create: bool) -> Arc<Clock> {
 impl Clock {
     fn new(kind: Kind) -> Self {
         Clock {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(Deadlines::default()),
             kind,
         }
     }
@@ -188,7 +188,7 @@ impl Clock {
     /// the caller to wake once the lock is released (a waker may run its
     /// task at once).
     #[must_use]
-    fn arm(&self, st: &mut State, at: Instant) -> Vec<Waker> {
+    fn arm(&self, st: &mut Deadlines, at: Instant) -> Vec<Waker> {
         match &self.kind {
             // The thread sets `armed` itself when it goes to sleep.
             Kind::Thread(wake) => wake.notify_one(),
@@ -280,7 +280,7 @@ impl Clock {
 
 /// A clock woke up at `now`: it is no longer armed, the entries due leave
 /// the heap (their wakers into `due`). Returns the next deadline.
-fn expire(st: &mut State, now: Instant, due: &mut Vec<Waker>) -> Option<Instant> {
+fn expire(st: &mut Deadlines, now: Instant, due: &mut Vec<Waker>) -> Option<Instant> {
     st.armed = None;
     while let Some(Reverse(item)) = st.heap.peek() {
         if item.at > now {
@@ -303,7 +303,7 @@ fn expire(st: &mut State, now: Instant, due: &mut Vec<Waker>) -> Option<Instant>
 /// Empty the heap of a clock that stopped; the wakers of its alarms are
 /// returned, for the caller to wake: each alarm then registers again, on a
 /// clock that runs.
-fn fire_all(st: &mut State) -> Vec<Waker> {
+fn fire_all(st: &mut Deadlines) -> Vec<Waker> {
     let mut wakers = Vec::new();
     for Reverse(item) in st.heap.drain() {
         let mut e = lock(&item.entry.state);
