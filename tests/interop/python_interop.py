@@ -3,11 +3,14 @@
 
 Part 1: a websockets client against `ws echo`.
 Part 2: websockets servers (written here) against our `ws connect` client.
+Part 3: a websockets client against ws-net's axum example (an upgrade done
+by axum through ws-net's extractor): subprotocol, deflate, limits.
 
 Run through tests/interop/run.sh, which installs websockets into a venv and
-builds `ws`. Standalone:
+builds `ws` and the example. Standalone:
 
-    WS_BIN=path/to/ws path/to/venv/bin/python tests/interop/python_interop.py
+    WS_BIN=path/to/ws WS_AXUM_EXAMPLE=path/to/examples/axum \
+        path/to/venv/bin/python tests/interop/python_interop.py
 
 Prints one line per test, `ok NAME` or `FAIL NAME: reason`, and exits 1 if
 any test failed. Every test is bounded by WS_INTEROP_TEST_TIMEOUT seconds
@@ -128,17 +131,20 @@ UNICODE_SAMPLES = [
 # --------------------------------------------------------------------------
 
 
-class EchoServer:
-    """`ws echo --listen 127.0.0.1:0 [ARGS]` for the duration of an async with."""
+class Listening:
+    """A server process that prints `listening on ws://...` first, for the
+    duration of an async with: `ws echo` by default."""
 
-    def __init__(self, *args):
+    def __init__(self, *args, argv=None, name="ws echo"):
+        self.argv = argv or [WS_BIN, "echo", "--listen", f"{HOST}:0"]
         self.args = args
+        self.name = name
 
     async def __aenter__(self):
         self.stderr = tempfile.TemporaryFile()
-        step(" ".join(("starting ws echo",) + self.args))
+        step(" ".join((f"starting {self.name}",) + self.args))
         self.proc = await asyncio.create_subprocess_exec(
-            WS_BIN, "echo", "--listen", f"{HOST}:0", *self.args,
+            *self.argv, *self.args,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=self.stderr,
@@ -147,18 +153,18 @@ class EchoServer:
             line = await asyncio.wait_for(self.proc.stdout.readline(), 10)
         except asyncio.TimeoutError:
             await self.stop()
-            raise Failure("ws echo printed no 'listening on' line within 10 s")
+            raise Failure(f"{self.name} printed no 'listening on' line within 10 s")
         text = line.decode(errors="replace").strip()
         if not text.startswith("listening on ws://"):
             await self.stop()
-            raise Failure(f"ws echo printed {text!r} instead of 'listening on ws://...': {self.log()}")
+            raise Failure(f"{self.name} printed {text!r} instead of 'listening on ws://...': {self.log()}")
         self.url = text[len("listening on "):]
         return self
 
     def log(self):
         self.stderr.seek(0)
         data = self.stderr.read()[-600:].decode(errors="replace").strip()
-        return f"ws echo stderr: {data!r}" if data else "ws echo stderr empty"
+        return f"{self.name} stderr: {data!r}" if data else f"{self.name} stderr empty"
 
     async def stop(self):
         if self.proc.returncode is None:
@@ -172,6 +178,9 @@ class EchoServer:
     async def __aexit__(self, *exc):
         await self.stop()
         self.stderr.close()
+
+
+EchoServer = Listening
 
 
 async def run_client(url, lines=None, args=(), wait_for_lines=None, keep_stdin_open=False, timeout=15):
@@ -1037,6 +1046,68 @@ async def _():
         rc, out, err = await run_client(srv.url, keep_stdin_open=True)
     expect_lines(out, ["then vanish"])
     expect(rc != 0, f"connection dropped without a close frame but exit status 0; stderr {err.strip()!r}")
+
+
+# ---- ws-net's axum extractor (examples/axum.rs) ----------------------------
+
+AXUM_EXAMPLE = os.environ.get("WS_AXUM_EXAMPLE")
+
+
+def axum_example():
+    if not AXUM_EXAMPLE or not os.access(AXUM_EXAMPLE, os.X_OK):
+        raise Failure(f"WS_AXUM_EXAMPLE={AXUM_EXAMPLE!r} is not an executable")
+    return Listening(argv=[AXUM_EXAMPLE, f"{HOST}:0"], name="the axum example")
+
+
+@test("axum/deflate-and-subprotocol-in-force")
+async def _():
+    async with axum_example() as srv:
+        async with py_connect(srv.url, subprotocols=["other", "chat"]) as ws:
+            expect(ws.subprotocol == "chat", f"subprotocol {ws.subprotocol!r}, not 'chat'")
+            ext = check_extensions(ws)
+            expect(any("permessage-deflate" in v for v in ext), f"the axum upgrade did not accept deflate: {ext!r}")
+            # Compressed both ways: a large compressible text and random bytes.
+            await roundtrip(ws, compressible_text(200_000))
+            await roundtrip(ws, payload("random", "binary", 65536))
+            await close_normally(ws)
+
+
+@test("axum/no-deflate-offered")
+async def _():
+    async with axum_example() as srv:
+        async with py_connect(srv.url, compression=None, subprotocols=["chat"]) as ws:
+            expect(ws.subprotocol == "chat", f"subprotocol {ws.subprotocol!r}")
+            ext = ws.response.headers.get_all("Sec-WebSocket-Extensions")
+            expect(not ext, f"extensions answered though none was offered: {ext!r}")
+            await roundtrip(ws, "plain")
+            await close_normally(ws)
+
+
+@test("axum/config-limit-1009")
+async def _():
+    async with axum_example() as srv:
+        async with py_connect(srv.url, subprotocols=["chat"]) as ws:
+            step("sending 2 MiB, over the example's 1 MiB limit")
+            await ws.send(b"x" * (2 << 20))
+            try:
+                await asyncio.wait_for(ws.recv(), 10)
+                raise Failure("a message over the limit was echoed")
+            except ConnectionClosed:
+                pass
+            expect(ws.close_code == 1009, f"closed with {ws.close_code}, not 1009")
+
+
+@test("axum/plain-get-refused-400")
+async def _():
+    async with axum_example() as srv:
+        port = int(srv.url[len("ws://"):].split("/")[0].rsplit(":", 1)[1])
+        step("plain GET on the upgrade route")
+        reader, writer = await asyncio.open_connection(HOST, port)
+        writer.write(f"GET /echo HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+        await writer.drain()
+        line = await asyncio.wait_for(reader.readline(), 10)
+        writer.close()
+        expect(line.startswith(b"HTTP/1.1 400"), f"answered {line!r}")
 
 
 # --------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Interop tests: our `ws` binary against peers written elsewhere, Python's
 # `websockets` and Node's `ws`, in both directions (their client against
-# `ws echo`, their servers against `ws connect`), and a real headless
+# `ws echo`, their servers against `ws connect`; Python's client also
+# against ws-net's axum example, an upgrade done by axum), and a real headless
 # Chromium whose own `WebSocket` API talks to `ws echo` from a page served
 # on a 127.0.0.1 http origin (browsers are the main peer of a server).
 #
@@ -22,6 +23,8 @@
 # Environment:
 #   CARGO_TARGET_DIR         where `ws` is built (default ~/.cache/ws-target)
 #   WS_BIN                   use this `ws` binary instead of building one
+#   WS_AXUM_EXAMPLE          use this build of ws-net's axum example (the
+#                            Python suite upgrades through it)
 #   WS_INTEROP_CACHE         venv and node_modules (default ~/.cache/ws-interop)
 #   WS_INTEROP_UPGRADE=1     reinstall the latest websockets / ws@8 /
 #                            playwright-core@1 anyway (not chromium)
@@ -77,6 +80,17 @@ if [ -n "${WS_BIN:-}" ] && [ ! -x "$WS_BIN" ]; then
   WS_BIN=""
 fi
 export WS_BIN
+
+# ---- ws-net's axum example, for the upgrade through axum -------------------
+if [ -z "${WS_AXUM_EXAMPLE:-}" ]; then
+  log "building ws-net's axum example (cargo build --release -p ws-net --features axum --example axum)"
+  if (cd "$root" && cargo build --release -p ws-net --features axum --example axum >&2); then
+    WS_AXUM_EXAMPLE="$CARGO_TARGET_DIR/release/examples/axum"
+  else
+    fail "build: cargo build --release -p ws-net --features axum --example axum failed"
+  fi
+fi
+export WS_AXUM_EXAMPLE
 
 # ---- Python websockets in a venv -------------------------------------------
 setup_python() {

@@ -3,7 +3,10 @@
 //! - [`connect`] / [`ClientBuilder`]: open a `ws://` or `wss://` connection.
 //! - [`server`]: accept connections on a `TcpListener` or any
 //!   `AsyncRead + AsyncWrite`, with an accept callback that sees the
-//!   request, or complete an upgrade parsed by another HTTP stack.
+//!   request, or complete an upgrade parsed by another HTTP stack: the
+//!   `hyper` feature does it for hyper 1.x (`ws_net::hyper::upgrade`), the
+//!   `axum` feature with an axum extractor (`ws_net::axum::WebSocketUpgrade`),
+//!   both off by default.
 //! - [`WebSocket`]: a `Stream` of messages and a `Sink` of messages, with
 //!   split halves ([`WsReader`], [`WsWriter`]); the writer is cloneable, so
 //!   many tasks can send on one connection, and [`PreparedMessage`] sends
@@ -21,12 +24,16 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "axum")]
+pub mod axum;
 mod client;
 mod clock;
 mod config;
 mod conn;
 mod driver;
 mod error;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 mod pool;
 pub mod server;
 pub mod time;
