@@ -25,6 +25,9 @@
 #                     not the limit: on a machine with 4+ cores,
 #                     GEN_CPUS=1-3 leaves the servers as the bottleneck
 #   SERVERS="ws tungstenite fastwebsockets tokio-websockets"
+#                     (add ws-before, with WS_BEFORE_BIN=path/to/an/older/ws,
+#                     to compare two builds of ws in one run: it is
+#                     reported as a peer, ws / ws-before per round)
 #   FLOOR=1           also run floor-echo in the echo cells (not in the idle
 #                     and handshake tests): the least CPU per message an
 #                     echo server can spend with these system calls
@@ -132,12 +135,13 @@ fi
 server_cmd() {
     case "$1" in
         ws) echo "$WS_BIN echo --threads 1 --listen" ;;
+        ws-before) echo "${WS_BEFORE_BIN:?ws-before needs WS_BEFORE_BIN} echo --threads 1 --listen" ;;
         tungstenite) echo "$PEER_BIN/tungstenite-echo --listen" ;;
         fastwebsockets) echo "$PEER_BIN/fastwebsockets-echo --listen" ;;
         tokio-websockets) echo "$PEER_BIN/tokio-websockets-echo --listen" ;;
         floor) echo "$PEER_BIN/floor-echo --listen" ;;
         floor-uring) echo "$PEER_BIN/floor-uring-echo --listen" ;;
-        *) die "unknown server $1 (ws, tungstenite, fastwebsockets, tokio-websockets; floor and floor-uring through FLOOR and FLOOR_URING)" ;;
+        *) die "unknown server $1 (ws, ws-before, tungstenite, fastwebsockets, tokio-websockets; floor and floor-uring through FLOOR and FLOOR_URING)" ;;
     esac
 }
 for s in $ECHO_SERVERS; do

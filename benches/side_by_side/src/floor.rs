@@ -31,10 +31,8 @@ pub const MAX_FRAME: u64 = 64 * 1024 * 1024;
 /// buffer is about twice as slow when the two addresses are within a few
 /// dozen bytes of each other modulo 4 KiB (glibc's `memcpy` avoids
 /// `rep movsb` for such copies for this reason), and an allocation as large
-/// as this one is mapped on its own, 16 bytes into a page. Measured here at
-/// 64 KiB x 1: a buffer starting 4-30 bytes into a page, or 8-60 bytes
-/// before its end, made the floor spend 52-62 us of kernel time per message
-/// instead of 31-38 us; so did every run with the buffer as `vec!` gave it.
+/// as this one is mapped on its own, 16 bytes into a page (the README's
+/// performance section has the measurement at 64 KiB x 1).
 pub struct Buffer {
     vec: Vec<u8>,
     base: usize,

@@ -7,11 +7,8 @@
 //! the kernel arms and cancels a high-resolution timer, which in a virtual
 //! machine reprograms the virtual timer device each time. A connection's
 //! keepalive deadline is armed for as long as the connection is open, so a
-//! busy server paid that on every wait, for deadlines seconds away:
-//! measured on a 2-core VM, an echo server with one connection spent
-//! 12.3-12.9 µs of kernel time per message with the keepalive timer in the
-//! runtime and 11.5-11.8 µs without it (same run, `ws bench -c 1 -s 16`),
-//! and echoed about 3 % fewer messages per second.
+//! busy server paid that on every wait, for deadlines seconds away (the
+//! README's performance section has the measurement).
 //!
 //! On Linux each runtime gets a clock of its own: a timer file descriptor
 //! (`timerfd`) set for the earliest deadline and registered with the
@@ -20,8 +17,7 @@
 //! and the process keeps the threads it had: a second thread would make
 //! every system call and allocation of a single-threaded server pay for
 //! thread safety (glibc's cancellation points and arena locks, the
-//! kernel's file table references), about 0.3 µs per message in the same
-//! measurement. The first connection on a tokio TCP socket makes a
+//! kernel's file table references). The first connection on a tokio TCP socket makes a
 //! runtime's clock (the socket shows the runtime has a reactor; tokio
 //! panics when a descriptor is registered with a runtime built without
 //! I/O, and cannot be asked); connections on other transports use it once

@@ -5,9 +5,7 @@
 //! runtime's timer, so it runs on a runtime built with
 //! [`enable_io`](tokio::runtime::Builder::enable_io) alone. Such a runtime
 //! does less on every wait for I/O: tokio's timer is consulted on each of
-//! them, armed or not (about 440 instructions per wait, measured with
-//! callgrind on `ws echo`, a wait for every message at one message in
-//! flight). An application on such a runtime times its own work with these
+//! them, armed or not. An application on such a runtime times its own work with these
 //! functions; they work on any tokio runtime.
 //!
 //! Deadlines follow the real clock ([`std::time::Instant`]); a test's

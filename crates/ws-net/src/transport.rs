@@ -108,8 +108,7 @@ impl AsyncWrite for WriteHalf {
             // One slice (a small message: its header and payload share a
             // buffer) goes out by `send`, not `writev`: Linux's `writev`
             // path (iovec import, file write checks and notification) costs
-            // 0.3-0.45 µs more per call on loopback TCP, a fifth of the
-            // call for a small message.
+            // more per call, a good part of the call for a small message.
             WriteHalf::Tcp(w) => match bufs {
                 [one] => Pin::new(w).poll_write(cx, one),
                 _ => Pin::new(w).poll_write_vectored(cx, bufs),

@@ -13,9 +13,8 @@ use crate::frame::apply_mask;
 /// Queueing by reference is not free either: the header written so far is
 /// split off the coalescing buffer into a chunk of its own, the payload's
 /// `Bytes` is queued and dropped after the write, and the write takes
-/// two slices. Measured with callgrind on an echo server, 2048 against 512
-/// changed the user-space instructions per echo by -154 at 1 KiB and -58
-/// at 2 KiB; at 4 KiB the copy costs more (+334).
+/// two slices. Up to this size the copy costs less than that (the README's
+/// performance section has the measurement).
 const COPY_MAX: usize = 2048;
 
 /// Bytes waiting to be written to the transport, in order: a queue of
