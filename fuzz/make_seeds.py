@@ -429,7 +429,34 @@ def roundtrip():
     )
 
 
+def rpc_message():
+    """JSON-RPC messages: the specification's section 7 examples and the
+    shapes the server treats specially (heartbeat, subscriptions, batches,
+    ids of every type)."""
+    seeds = {
+        "call": '{"jsonrpc": "2.0", "method": "add", "params": [42, 23], "id": 1}',
+        "named": '{"jsonrpc":"2.0","method":"echo","params":{"a":[1,{"b":null}]},"id":"x"}',
+        "notification": '{"jsonrpc": "2.0", "method": "log", "params": [1,2,3,4,5]}',
+        "unknown": '{"jsonrpc": "2.0", "method": "foobar", "id": "1"}',
+        "parse-error": '{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]',
+        "invalid": '{"jsonrpc": "2.0", "method": 1, "params": "bar"}',
+        "empty-batch": "[]",
+        "invalid-batch": "[1,2,3]",
+        "batch": '[{"jsonrpc":"2.0","method":"add","params":[1,2],"id":"1"},'
+        '{"jsonrpc":"2.0","method":"log","params":[7]},{"foo":"boo"},'
+        '{"jsonrpc":"2.0","method":"echo","id":null}]',
+        "ping": '{"jsonrpc":"2.0","method":"rpc.ping","id":-1.5}',
+        "subscribe": '{"jsonrpc":"2.0","method":"sub","id":3}',
+        "unsubscribe": '{"jsonrpc":"2.0","method":"unsub","params":[12345],"id":4}',
+        "ids": '{"jsonrpc":"2.0","method":"echo","params":[],"id":{"a":1}}',
+        "escaped": '{"jsonrpc":"2.0","method":"\\u0061dd","params":[1,2],"id":"\\n"}',
+    }
+    for name, text in seeds.items():
+        write("rpc_message", name, text.encode())
+
+
 if __name__ == "__main__":
+    rpc_message()
     frame_decoder()
     handshake_request()
     handshake_response()

@@ -1,10 +1,12 @@
-//! `ws`: a WebSocket echo server, interactive client and Autobahn testee.
+//! `ws`: a WebSocket echo server, interactive client, Autobahn testee, load
+//! generator and JSON-RPC client.
 #![forbid(unsafe_code)]
 
 mod autobahn;
 mod bench;
 mod connect;
 mod echo;
+mod rpc;
 
 use std::process::ExitCode;
 
@@ -46,6 +48,12 @@ enum Command {
         after_help = "Example:\n  ws echo --listen 127.0.0.1:9001 &\n  ws bench --url ws://127.0.0.1:9001/ -c 64 -s 1k -d 10 --warmup 2\n  ws bench -c 64 -s 16 -p 16 --json --server-pid \"$(pgrep -nx ws)\"\n  ws bench --mode idle -c 10000 -d 5\n  ws bench --mode handshake -c 16 -d 5"
     )]
     Bench(bench::Args),
+    /// JSON-RPC 2.0 from the command line: call a method, send a
+    /// notification, or print a subscription's items.
+    #[command(
+        after_help = "Example:\n  ws rpc call ws://127.0.0.1:9944/ subtract '[42, 23]'\n  ws rpc notify ws://127.0.0.1:9944/ update '[1, 2]'\n  ws rpc subscribe ws://127.0.0.1:9944/ subscribe_ticks"
+    )]
+    Rpc(rpc::Args),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +70,7 @@ fn main() -> ExitCode {
         Command::Connect(args) => connect::run(args),
         Command::AutobahnClient(args) => autobahn::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Rpc(args) => rpc::run(args),
     }
 }
 

@@ -1,0 +1,378 @@
+//! One connection's task: read messages, turn them into calls through the
+//! service, write the answers, move the outbox, enforce the login and the
+//! limits.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use serde_json::value::RawValue;
+use tower::{BoxError, Service, ServiceExt};
+use ws_net::{CloseCode, Message, Utf8Bytes, WebSocket};
+
+use super::call::{Params, Request, Response};
+use super::context::{Context, ContextInner, Identity};
+use super::outbox::Outbox;
+use super::Shared;
+use crate::error::{code, RpcError};
+use crate::wire::{self, Call, Id, Incoming};
+
+/// The reserved heartbeat method (§8 reserves the `rpc.` prefix).
+pub(crate) const PING: &str = "rpc.ping";
+
+/// What a finished call (or batch) leaves to do.
+pub(crate) struct Done {
+    /// The answer to write, if any (notifications have none).
+    pub(crate) text: Option<String>,
+    /// Run once the answer is queued.
+    after: Vec<Box<dyn FnOnce() + Send>>,
+    /// Calls it counted in flight.
+    calls: usize,
+    /// A login that succeeded.
+    login: Option<Identity>,
+}
+
+pub(crate) type DoneFuture = Pin<Box<dyn Future<Output = Done> + Send>>;
+
+/// Serve one upgraded connection until it ends.
+pub(crate) async fn run<S>(
+    ws: WebSocket,
+    request: http::Request<()>,
+    identity: Option<Identity>,
+    shared: Arc<Shared>,
+    service: S,
+) where
+    S: Service<Request, Response = Response> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    let config = shared.config.clone();
+    let id = ws.id();
+    let peer_addr = ws.peer_addr();
+    let (mut reader, writer) = ws.split();
+    let outbox = Arc::new(Outbox::new(
+        writer.clone(),
+        config.queue_items,
+        config.queue_bytes,
+    ));
+    let logged_in = identity.is_some() || shared.login.is_none();
+    let cx = context(&outbox, id, peer_addr, request, identity, &shared);
+    let mut conn = Connection::new(cx.clone(), shared.clone(), service, logged_in);
+    let mut in_flight: FuturesUnordered<DoneFuture> = FuturesUnordered::new();
+    let drain = outbox.run();
+    tokio::pin!(drain);
+    let login_timeout = (!logged_in).then_some(config.login_timeout);
+    let login_deadline = async {
+        match login_timeout {
+            Some(t) => ws_net::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(login_deadline);
+    let mut shutdown = shared.shutdown.subscribe();
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            biased;
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
+                conn.calls -= done.calls;
+                if let Some(identity) = done.login {
+                    cx.set_identity(identity);
+                    conn.logged_in = true;
+                }
+                conn.login_pending = false;
+                if let Some(text) = done.text {
+                    if writer.send(Message::Text(Utf8Bytes::from(text))).await.is_err() {
+                        break;
+                    }
+                }
+                for after in done.after {
+                    after();
+                }
+            }
+            msg = reader.recv(), if conn.calls < config.max_in_flight => {
+                let text: Bytes = match msg {
+                    Some(Ok(Message::Text(t))) => t.into_bytes(),
+                    Some(Ok(Message::Binary(b))) => b,
+                    Some(Ok(_)) => continue,
+                    Some(Err(e)) => {
+                        tracing::debug!(connection = %id, error = %e, "connection failed");
+                        break;
+                    }
+                    None => break,
+                };
+                if closing {
+                    continue;
+                }
+                if let Some(fut) = conn.handle(text) {
+                    in_flight.push(fut);
+                }
+            }
+            _ = &mut drain => {
+                // The outbox ends only with the connection.
+                break;
+            }
+            _ = &mut login_deadline, if !conn.logged_in && !closing => {
+                tracing::debug!(connection = %id, "no login in time: closing with 1008");
+                closing = true;
+                let _ = writer.close(CloseCode::POLICY_VIOLATION, "login timeout").await;
+            }
+            _ = shutdown.changed(), if !closing => {
+                closing = true;
+                let _ = writer.close(CloseCode::GOING_AWAY, "server shutting down").await;
+            }
+        }
+    }
+    cx.close();
+    drop(conn);
+    drop(reader);
+    writer.closed().await;
+}
+
+/// A connection's context.
+pub(crate) fn context(
+    outbox: &Arc<Outbox>,
+    id: ws_net::ConnectionId,
+    peer_addr: Option<std::net::SocketAddr>,
+    request: http::Request<()>,
+    identity: Option<Identity>,
+    shared: &Arc<Shared>,
+) -> Context {
+    Context {
+        inner: Arc::new(ContextInner {
+            id,
+            peer_addr,
+            request,
+            identity: Mutex::new(identity),
+            outbox: outbox.clone(),
+            config: shared.config.clone(),
+            rooms: shared.rooms.clone(),
+            subscriptions: Mutex::new(HashMap::new()),
+            extensions: Mutex::new(http::Extensions::new()),
+        }),
+    }
+}
+
+/// A connection's calls: what its task runs them with.
+pub(crate) struct Connection<S> {
+    cx: Context,
+    shared: Arc<Shared>,
+    service: S,
+    logged_in: bool,
+    login_pending: bool,
+    /// Calls in flight (a batch counts each of its calls).
+    calls: usize,
+}
+
+impl<S> Connection<S>
+where
+    S: Service<Request, Response = Response> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    pub(crate) fn new(cx: Context, shared: Arc<Shared>, service: S, logged_in: bool) -> Self {
+        Self {
+            cx,
+            shared,
+            service,
+            logged_in,
+            login_pending: false,
+            calls: 0,
+        }
+    }
+
+    /// One message: a call, a batch, or something to refuse. Returns the
+    /// future of its answer, or `None` when nothing is to be done.
+    pub(crate) fn handle(&mut self, text: Bytes) -> Option<DoneFuture> {
+        match wire::parse_incoming(&text) {
+            Incoming::ParseError => Some(answer(error_text(&Id::null(), &RpcError::parse_error()))),
+            Incoming::EmptyBatch => Some(answer(error_text(
+                &Id::null(),
+                &RpcError::invalid_request(),
+            ))),
+            Incoming::Single(Err(id)) => {
+                Some(answer(error_text(&id, &RpcError::invalid_request())))
+            }
+            Incoming::Single(Ok(call)) => {
+                self.calls += 1;
+                Some(self.call(&text, call))
+            }
+            Incoming::Batch(items) if items.len() > self.shared.config.max_batch => {
+                let e = RpcError::new(code::BATCH_TOO_LARGE, "Batch too large")
+                    .with_data(&serde_json::json!({ "max": self.shared.config.max_batch }));
+                Some(answer(error_text(&Id::null(), &e)))
+            }
+            Incoming::Batch(items) => {
+                let n = items.len();
+                self.calls += n;
+                let futures: Vec<DoneFuture> = items
+                    .into_iter()
+                    .map(|item| match item {
+                        Ok(call) => self.call(&text, call),
+                        Err(id) => answer(error_text(&id, &RpcError::invalid_request())),
+                    })
+                    .collect();
+                Some(Box::pin(async move {
+                    let dones = futures_util::future::join_all(futures).await;
+                    let mut text = String::new();
+                    let mut after = Vec::new();
+                    for done in dones {
+                        if let Some(t) = done.text {
+                            text.push(if text.is_empty() { '[' } else { ',' });
+                            text.push_str(&t);
+                        }
+                        after.extend(done.after);
+                    }
+                    // §6: a batch of notifications gets no answer at all.
+                    let text = (!text.is_empty()).then(|| {
+                        text.push(']');
+                        text
+                    });
+                    Done {
+                        text,
+                        after,
+                        calls: n,
+                        login: None,
+                    }
+                }))
+            }
+        }
+    }
+
+    /// One call: the heartbeat and the login here, everything else through
+    /// the service.
+    fn call(&mut self, text: &Bytes, call: Call<'_>) -> DoneFuture {
+        let Call { method, params, id } = call;
+        if method == PING {
+            let pong = RawValue::from_string("\"pong\"".into()).ok();
+            return counted(id.zip(pong).map(|(id, p)| response_text(&id, Ok(&p))));
+        }
+        let params = Params::new(params.map(|p| wire::subslice(text, p.get())));
+        if let Some(login) = self.shared.login.clone() {
+            if method == *login.method {
+                if self.logged_in || self.login_pending {
+                    let e = RpcError::new(code::INVALID_REQUEST, "Already logged in");
+                    return counted(id.map(|id| response_text(&id, Err(&e))));
+                }
+                self.login_pending = true;
+                let fut = (login.handler)(params, self.cx.clone());
+                return Box::pin(async move {
+                    let outcome = fut.await;
+                    let text = id.map(|id| match &outcome {
+                        Ok(who) => {
+                            let r = wire::to_raw(&serde_json::json!({ "subject": who.subject() }));
+                            match r {
+                                Ok(r) => response_text(&id, Ok(&r)),
+                                Err(_) => response_text(&id, Err(&RpcError::internal_error())),
+                            }
+                        }
+                        Err(e) => response_text(&id, Err(e)),
+                    });
+                    Done {
+                        text,
+                        after: Vec::new(),
+                        calls: 1,
+                        login: outcome.ok(),
+                    }
+                });
+            }
+            if !self.logged_in {
+                let e = RpcError::new(code::LOGIN_REQUIRED, "Login required")
+                    .with_data(&serde_json::json!({ "method": &*login.method }));
+                return counted(id.map(|id| response_text(&id, Err(&e))));
+            }
+        }
+        let method = match method {
+            Cow::Borrowed(m) => {
+                Utf8Bytes::try_from(wire::subslice(text, m)).unwrap_or_else(|_| Utf8Bytes::from(m))
+            }
+            Cow::Owned(m) => Utf8Bytes::from(m),
+        };
+        let request = Request {
+            method,
+            params,
+            id: id.clone(),
+            cx: self.cx.clone(),
+            extensions: http::Extensions::new(),
+        };
+        let fut = self.service.clone().oneshot(request);
+        Box::pin(async move {
+            let response = match fut.await {
+                Ok(r) => r,
+                Err(e) => Response::error(service_error(e.into())),
+            };
+            // A notification's answer is dropped (§4.1), and so is what it
+            // would have started.
+            let (text, after) = match id {
+                Some(id) => (
+                    Some(response_text(&id, response.result.as_deref())),
+                    response.after.into_iter().collect(),
+                ),
+                None => (None, Vec::new()),
+            };
+            Done {
+                text,
+                after,
+                calls: 1,
+                login: None,
+            }
+        })
+    }
+}
+
+/// The answer to the request `id`.
+fn response_text(id: &Id, r: Result<&RawValue, &RpcError>) -> String {
+    let mut out = String::with_capacity(64);
+    match r {
+        Ok(result) => {
+            out.reserve(result.get().len());
+            wire::write_result(&mut out, id, result);
+        }
+        Err(e) => wire::write_error(&mut out, id, e),
+    }
+    out
+}
+
+/// An answer that needs no work.
+fn answer(text: String) -> DoneFuture {
+    Box::pin(std::future::ready(Done {
+        text: Some(text),
+        after: Vec::new(),
+        calls: 0,
+        login: None,
+    }))
+}
+
+/// A call answered at once (counted in flight like any call).
+fn counted(text: Option<String>) -> DoneFuture {
+    Box::pin(std::future::ready(Done {
+        text,
+        after: Vec::new(),
+        calls: 1,
+        login: None,
+    }))
+}
+
+fn error_text(id: &Id, e: &RpcError) -> String {
+    response_text(id, Err(e))
+}
+
+/// The error object for a service's error: its own if it is one, -32000 for
+/// a timeout layer's, -32002 for a load-shedding layer's, else -32603.
+pub(crate) fn service_error(e: BoxError) -> RpcError {
+    if let Some(rpc) = e.downcast_ref::<RpcError>() {
+        return rpc.clone();
+    }
+    if e.is::<tower::timeout::error::Elapsed>() {
+        return RpcError::new(code::TIMED_OUT, "Request timed out");
+    }
+    if e.is::<tower::load_shed::error::Overloaded>() {
+        return RpcError::new(code::REFUSED, "Server overloaded, try again later");
+    }
+    tracing::warn!(error = %e, "service failed");
+    RpcError::internal_error()
+}
