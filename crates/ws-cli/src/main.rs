@@ -7,6 +7,7 @@ mod bench;
 mod connect;
 mod echo;
 mod rpc;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -25,6 +26,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the chat-room app: the page at /, JSON-RPC (ws-rpc) at /rpc.
+    #[command(
+        after_help = "Example:\n  ws serve --listen 127.0.0.1:8080\n  ws serve --listen 127.0.0.1:8080 --token s3cret"
+    )]
+    Serve(serve::Args),
     /// Run a server that echoes every text and binary message back.
     #[command(
         after_help = "Example:\n  ws echo --listen 127.0.0.1:9001\n  ws echo --listen 127.0.0.1:9001 --threads 2"
@@ -66,6 +72,7 @@ fn main() -> ExitCode {
         .init();
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve(args) => serve::run(args),
         Command::Echo(args) => echo::run(args),
         Command::Connect(args) => connect::run(args),
         Command::AutobahnClient(args) => autobahn::run(args),

@@ -127,6 +127,9 @@ pub(crate) async fn run<S>(
             }
         }
     }
+    if let Some(hook) = &shared.on_close {
+        hook(&cx);
+    }
     cx.close();
     drop(conn);
     drop(reader);

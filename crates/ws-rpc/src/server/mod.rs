@@ -98,6 +98,7 @@ impl Default for ServerConfig {
 }
 
 type AuthFn = dyn Fn(&UpgradeRequest) -> Result<Option<Identity>, Reject> + Send + Sync;
+type CloseFn = dyn Fn(&Context) + Send + Sync;
 type LoginFn = dyn Fn(Params, Context) -> Pin<Box<dyn Future<Output = Result<Identity, RpcError>> + Send>>
     + Send
     + Sync;
@@ -113,6 +114,7 @@ pub(crate) struct Shared {
     pub(crate) rooms: Arc<dyn Rooms>,
     pub(crate) auth: Option<Arc<AuthFn>>,
     pub(crate) login: Option<Arc<Login>>,
+    pub(crate) on_close: Option<Arc<CloseFn>>,
     pub(crate) shutdown: watch::Sender<bool>,
     connections: AtomicUsize,
     idle: Notify,
@@ -124,6 +126,7 @@ pub struct ServerBuilder {
     rooms: Option<Arc<dyn Rooms>>,
     auth: Option<Arc<AuthFn>>,
     login: Option<Arc<Login>>,
+    on_close: Option<Arc<CloseFn>>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -188,6 +191,16 @@ impl ServerBuilder {
         self
     }
 
+    /// Run `hook` when a connection ends, before it leaves its rooms and
+    /// its subscriptions end (say goodbye to the rooms it was in).
+    pub fn on_close<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&Context) + Send + Sync + 'static,
+    {
+        self.on_close = Some(Arc::new(hook));
+        self
+    }
+
     /// The server, answering calls with `service`: a [`Router`], or a
     /// router wrapped in tower layers. A service's error is turned into an
     /// error object: its own if it is an [`RpcError`], -32000 for tower's
@@ -205,6 +218,7 @@ impl ServerBuilder {
                 rooms: self.rooms.unwrap_or_else(|| Arc::new(LocalRooms::new())),
                 auth: self.auth,
                 login: self.login,
+                on_close: self.on_close,
                 shutdown: watch::Sender::new(false),
                 connections: AtomicUsize::new(0),
                 idle: Notify::new(),
@@ -258,6 +272,7 @@ impl Server<Router> {
             rooms: None,
             auth: None,
             login: None,
+            on_close: None,
         }
     }
 }

@@ -255,8 +255,6 @@ impl Outbox {
         }
     }
 
-
-
     /// Queue an item past every bound: a source's last word (the notice
     /// that it ended), which must not be lost to the bound that ended it.
     pub(crate) fn push_final(&self, item: Outgoing) -> Pushed {

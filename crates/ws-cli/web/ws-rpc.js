@@ -1,0 +1,1 @@
+// Placeholder until the ws-rpc browser client is written here.
