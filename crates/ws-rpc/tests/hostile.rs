@@ -203,3 +203,45 @@ async fn a_message_over_the_limit_is_closed_with_1009() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_flood_from_a_peer_that_never_reads_stalls_both_ways() {
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let (addr, _s) = serve(router(running.clone(), most.clone())).await;
+    let Raw(ws) = Raw::connect(addr).await;
+    // The reader is kept and never read: answers pile up, then stop.
+    let (_reader, writer) = ws.split();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let flood = tokio::spawn({
+        let sent = sent.clone();
+        async move {
+            for i in 0..1_000_000u64 {
+                let m = format!(
+                    r#"{{"jsonrpc":"2.0","method":"echo","params":["{}"],"id":{i}}}"#,
+                    "x".repeat(512)
+                );
+                if writer.send(ws_net::Message::text(m)).await.is_err() {
+                    return;
+                }
+                sent.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    // Wait until the flood stalls: the count stops moving.
+    let mut last = 0;
+    let stalled = within(async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = sent.load(Ordering::SeqCst);
+            if now == last && now > 0 {
+                return now;
+            }
+            last = now;
+        }
+    })
+    .await;
+    assert!(stalled < 1_000_000, "the flood never stalled");
+    assert!(most.load(Ordering::SeqCst) <= 256);
+    flood.abort();
+}
