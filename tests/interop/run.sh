@@ -5,29 +5,41 @@
 # against ws-net's axum example, an upgrade done by axum), and a real headless
 # Chromium whose own `WebSocket` API talks to `ws echo` from a page served
 # on a 127.0.0.1 http origin (browsers are the main peer of a server).
+# The rpc suite does the same for ws-rpc (JSON-RPC 2.0): jsonrpsee 0.26's
+# WebSocket client and Node's `rpc-websockets` client against ws-rpc's
+# spec_server example, and ws-rpc's own client against a jsonrpsee server
+# (rpc/ is a cargo project of its own, so that jsonrpsee stays out of the
+# workspace; rpc_interop.mjs is the Node side).
 #
 #   bash tests/interop/run.sh            # everything
-#   bash tests/interop/run.sh chromium   # one suite (python | node | chromium)
+#   bash tests/interop/run.sh chromium   # one suite (python | node | chromium | rpc)
 #
-# Installs what it needs (idempotent): websockets in a venv, ws@8 and
-# playwright-core from npm, and Debian's `chromium` package with apt-get
-# (as root) when /usr/bin/chromium is missing; playwright-core only drives
-# that browser, nothing is downloaded from Playwright's CDN. A failed
-# install is a FAIL line, never a skipped suite.
+# Installs what it needs (idempotent): websockets in a venv, ws@8,
+# playwright-core and rpc-websockets from npm, and Debian's `chromium`
+# package with apt-get (as root) when /usr/bin/chromium is missing;
+# playwright-core only drives that browser, nothing is downloaded from
+# Playwright's CDN. A failed install is a FAIL line, never a skipped suite.
 #
-# Builds `ws`, prints one line per test (`ok NAME` or `FAIL NAME: reason`),
-# ends with `N passed, M failed` and exits non-zero if anything failed.
-# Progress and tool output go to stderr. Each suite is bounded by
-# suite_limit below (the chromium suite takes about 20 s once installed).
+# Builds `ws` (for python, node and chromium), or for rpc spec_server and
+# the rpc/ project; prints one line per test (`ok NAME` or `FAIL NAME:
+# reason`), ends with `N passed, M failed` and exits non-zero if anything
+# failed. Progress and tool output go to stderr. Each suite is bounded by
+# suite_limit below (the chromium suite takes about 20 s once installed,
+# the rpc suite a few seconds once built; building rpc/ the first time
+# takes a few minutes).
 #
 # Environment:
 #   CARGO_TARGET_DIR         where `ws` is built (default ~/.cache/ws-target)
 #   WS_BIN                   use this `ws` binary instead of building one
 #   WS_AXUM_EXAMPLE          use this build of ws-net's axum example (the
 #                            Python suite upgrades through it)
+#   WS_RPC_SPEC_SERVER       use this build of ws-rpc's spec_server example
+#   WS_RPC_INTEROP_TARGET_DIR  where rpc/ is built (default
+#                            ~/.cache/ws-rpc-interop-target)
 #   WS_INTEROP_CACHE         venv and node_modules (default ~/.cache/ws-interop)
 #   WS_INTEROP_UPGRADE=1     reinstall the latest websockets / ws@8 /
-#                            playwright-core@1 anyway (not chromium)
+#                            playwright-core@1 / rpc-websockets@10 anyway
+#                            (not chromium)
 #   WS_INTEROP_TEST_TIMEOUT  per-test limit in seconds (default 20)
 #   WS_INTEROP_FILTER        run only tests whose name contains this
 #   PYTHON                   the python3 used to create the venv
@@ -40,18 +52,21 @@ cache="${WS_INTEROP_CACHE:-$HOME/.cache/ws-interop}"
 venv="$cache/venv"
 node_dir="$cache/node"
 playwright_dir="$cache/playwright"
+rpc_websockets_dir="$cache/rpc-websockets"
+rpc_target="${WS_RPC_INTEROP_TARGET_DIR:-$HOME/.cache/ws-rpc-interop-target}"
 chromium_bin=/usr/bin/chromium
 python="${PYTHON:-python3}"
 suite_limit=240 # seconds; a backstop, each test has its own timeout
 install_limit=300
+build_limit=1200 # building rpc/ (jsonrpsee and ws-rpc) from scratch
 apt_limit=900 # apt-get update + install chromium, each
 
 suites=("$@")
-[ ${#suites[@]} -eq 0 ] && suites=(python node chromium)
+[ ${#suites[@]} -eq 0 ] && suites=(python node chromium rpc)
 for s in "${suites[@]}"; do
   case "$s" in
-    python | node | chromium) ;;
-    *) echo "usage: $0 [python] [node] [chromium]" >&2; exit 2 ;;
+    python | node | chromium | rpc) ;;
+    *) echo "usage: $0 [python] [node] [chromium] [rpc]" >&2; exit 2 ;;
   esac
 done
 want() { local s; for s in "${suites[@]}"; do [ "$s" = "$1" ] && return 0; done; return 1; }
@@ -64,8 +79,10 @@ trap 'rm -f "$results"' EXIT
 # A failure that is not a test's own line (setup, crash, suite timeout).
 fail() { printf 'FAIL %s\n' "$1" | tee -a "$results"; }
 
-# ---- the ws binary ---------------------------------------------------------
-if [ -n "${WS_BIN:-}" ]; then
+# ---- the ws binary (not needed by the rpc suite) ------------------------------
+if ! want python && ! want node && ! want chromium; then
+  WS_BIN="" # only rpc: nothing below needs it
+elif [ -n "${WS_BIN:-}" ]; then
   log "using WS_BIN=$WS_BIN"
 else
   log "building ws (cargo build --release -p ws-cli, CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
@@ -82,7 +99,7 @@ fi
 export WS_BIN
 
 # ---- ws-net's axum example, for the upgrade through axum -------------------
-if [ -z "${WS_AXUM_EXAMPLE:-}" ]; then
+if [ -z "${WS_AXUM_EXAMPLE:-}" ] && [ -n "$WS_BIN" ]; then
   log "building ws-net's axum example (cargo build --release -p ws-net --features axum --example axum)"
   if (cd "$root" && cargo build --release -p ws-net --features axum --example axum >&2); then
     WS_AXUM_EXAMPLE="$CARGO_TARGET_DIR/release/examples/axum"
@@ -155,13 +172,40 @@ setup_chromium() {
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm_package chromium "$playwright_dir" playwright-core 1
 }
 
+# ---- ws-rpc against jsonrpsee and rpc-websockets ----------------------------------
+# The spec_server example of ws-rpc, which both parts of the suite talk to.
+setup_rpc_server() {
+  if [ -z "${WS_RPC_SPEC_SERVER:-}" ]; then
+    log "building ws-rpc's spec_server (cargo build --release -p ws-rpc --example spec_server)"
+    (cd "$root" && cargo build --release -p ws-rpc --example spec_server >&2) ||
+      { fail "rpc/setup: cargo build --release -p ws-rpc --example spec_server failed"; return 1; }
+    WS_RPC_SPEC_SERVER="$CARGO_TARGET_DIR/release/examples/spec_server"
+  fi
+  [ -x "$WS_RPC_SPEC_SERVER" ] ||
+    { fail "rpc/setup: $WS_RPC_SPEC_SERVER is not an executable"; return 1; }
+  export WS_RPC_SPEC_SERVER
+}
+
+# rpc/: jsonrpsee (from crates.io) and ws-rpc, in a target dir of its own.
+setup_rpc_jsonrpsee() {
+  log "building tests/interop/rpc (cargo build --release --manifest-path tests/interop/rpc/Cargo.toml, CARGO_TARGET_DIR=$rpc_target)"
+  (cd "$root" && CARGO_TARGET_DIR="$rpc_target" timeout "$build_limit" \
+    cargo build --release --manifest-path tests/interop/rpc/Cargo.toml >&2) ||
+    { fail "rpc/setup: cargo build --release --manifest-path tests/interop/rpc/Cargo.toml failed"; return 1; }
+}
+
+setup_rpc_websockets() {
+  command -v node >/dev/null || { fail "rpc/setup: node not found"; return 1; }
+  npm_package rpc "$rpc_websockets_dir" rpc-websockets 10
+}
+
 # ---- running a suite -----------------------------------------------------------
 # run_suite NAME CMD...: stream its ok/FAIL lines; a crash or a run over the
 # limit becomes a FAIL line of its own.
 run_suite() {
   local name="$1" out status before after
   shift
-  out="$(mktemp "${TMPDIR:-/tmp}/ws-interop-$name.XXXXXX")"
+  out="$(mktemp "${TMPDIR:-/tmp}/ws-interop-${name//\//-}.XXXXXX")"
   before="$(grep -c '' "$results")"
   timeout -k 5 "$suite_limit" "$@" | tee "$out"
   status=${PIPESTATUS[0]}
@@ -190,6 +234,16 @@ if [ -n "$WS_BIN" ]; then
     export WS_INTEROP_PLAYWRIGHT_DIR="$playwright_dir" WS_INTEROP_CHROMIUM="$chromium_bin"
     log "chromium: $("$chromium_bin" --version 2>/dev/null | head -n 1)"
     run_suite chromium node "$here/chromium_interop.mjs"
+  fi
+fi
+if want rpc && setup_rpc_server; then
+  if setup_rpc_jsonrpsee; then
+    run_suite rpc/jsonrpsee "$rpc_target/release/ws-rpc-interop"
+  fi
+  if setup_rpc_websockets; then
+    export WS_INTEROP_RPC_WEBSOCKETS_DIR="$rpc_websockets_dir"
+    log "rpc: rpc-websockets $(node -p 'require(process.argv[1]).version' "$rpc_websockets_dir/node_modules/rpc-websockets/package.json" 2>/dev/null)"
+    run_suite rpc/rpc-websockets node "$here/rpc_interop.mjs"
   fi
 fi
 
