@@ -2,7 +2,7 @@
 # The `ws rpc` commands against the JSON-RPC specification's example server
 # (crates/ws-rpc/examples/spec_server.rs), as README shows them: a call, a
 # call that gets an error object (on stderr, exit 1), a notification, and a
-# subscription printed line by line. 127.0.0.1 only, a port chosen by the
+# subscription printed line by line; then one second of `ws bench --rpc`. 127.0.0.1 only, a port chosen by the
 # kernel, every step bounded in time.
 #   tests/rpc_smoke.sh [path/to/ws [path/to/spec_server]]
 set -euo pipefail
@@ -37,4 +37,7 @@ lines="$(timeout -s INT 1 "$ws" rpc subscribe "$url/" subscribe_ticks || true)"
 n="$(grep -c '"n":' <<<"$lines" || true)"
 [ "$n" -ge 3 ] || fail "subscribe printed $n items in a second: '$lines'"
 grep -q '^{"n":1}$' <<<"$lines" || fail "the first tick is not {\"n\":1}: '$lines'"
-echo "rpc smoke: ok (call, error, notify, $n ticks)"
+# The load generator's JSON-RPC mode, every answer verified (sum [c, k]).
+timeout 30 "$ws" bench --rpc --method sum --url "$url/" -c 4 -p 4 -d 1 --warmup 0.2 ||
+    fail "ws bench --rpc failed"
+echo "rpc smoke: ok (call, error, notify, $n ticks, ws bench --rpc)"

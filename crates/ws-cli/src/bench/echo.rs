@@ -2,12 +2,11 @@
 //! every echo is verified and its round trip timed.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use tokio::sync::Semaphore;
 use ws_net::{ClientBuilder, Message, WsReader, WsWriter};
 
 use super::payload::{verify, Payload};
@@ -148,45 +147,7 @@ pub(super) async fn echo_mode(args: &Args, builder: ClientBuilder) -> Result<Rep
     let pb = progress_bar();
     let total = args.connections;
 
-    // Connect everything first, in bounded bursts.
-    let gate = Arc::new(Semaphore::new(args.connect_burst as usize));
-    let connected = Arc::new(AtomicUsize::new(0));
-    pb.set_length(total as u64);
-    pb.set_message("connecting");
-    let mut pending = tokio::task::JoinSet::new();
-    for _ in 0..total {
-        let permit = gate.clone().acquire_owned().await.expect("never closed");
-        let (b, done) = (builder.clone(), connected.clone());
-        pending.spawn(async move {
-            let r = b.connect().await;
-            drop(permit);
-            done.fetch_add(1, Relaxed);
-            r
-        });
-        pb.set_position(connected.load(Relaxed) as u64);
-    }
-    let mut sockets = Vec::with_capacity(total);
-    let mut first_error = None;
-    let mut errors = 0usize;
-    while let Some(r) = pending.join_next().await {
-        pb.set_position(connected.load(Relaxed) as u64);
-        match r {
-            Ok(Ok((ws, _))) => sockets.push(ws),
-            Ok(Err(e)) => {
-                errors += 1;
-                first_error.get_or_insert(e.to_string());
-            }
-            Err(e) => {
-                errors += 1;
-                first_error.get_or_insert(e.to_string());
-            }
-        }
-    }
-    if let Some(e) = first_error {
-        pb.finish_and_clear();
-        return Err(format!("{errors} of {total} connections failed: {e}"));
-    }
-
+    let sockets = super::connect_all(args, &builder, &pb).await?;
     let mut counters = Vec::with_capacity(total);
     let mut tasks = Vec::with_capacity(total);
     for (i, ws) in sockets.into_iter().enumerate() {

@@ -9,6 +9,9 @@
 //!   hold them for the duration, report how many are still open.
 //! - `handshake`: C loops open a connection and close it, as fast as the
 //!   server allows; reports handshakes per second.
+//! - `rpc` (`--rpc`): closed-loop JSON-RPC calls, every answer checked
+//!   (its id and its result); `subscribe` (`--subscribe`): notifications
+//!   delivered per second and their delivery latency. See `rpc.rs`.
 //!
 //! Only what happens between the warm-up and the end of the duration is
 //! counted. With `--server-pid`, the server's CPU time over that window
@@ -23,6 +26,7 @@ mod parse;
 mod payload;
 mod proc;
 mod report;
+mod rpc;
 mod window;
 
 use std::io::IsTerminal;
@@ -87,6 +91,24 @@ pub struct Args {
     /// server's listen backlog).
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     connect_burst: u32,
+    /// JSON-RPC calls instead of echoes (`--mode rpc`): `METHOD [c, k]`
+    /// answered with `c + k`, every answer checked.
+    #[arg(long, conflicts_with = "subscribe")]
+    rpc: bool,
+    /// JSON-RPC notifications (`--mode subscribe`): subscribe on every
+    /// connection, then count the items (each with `n` and a server time
+    /// stamp `t` in microseconds).
+    #[arg(long)]
+    subscribe: bool,
+    /// The method of `--rpc` calls.
+    #[arg(long, default_value = "add")]
+    method: String,
+    /// The method `--subscribe` calls on each connection.
+    #[arg(long, default_value = "subscribe_ticks")]
+    subscribe_method: String,
+    /// The parameters of the subscribe call, as JSON.
+    #[arg(long)]
+    params: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -97,6 +119,10 @@ enum Mode {
     Idle,
     /// Open and close connections: handshakes per second.
     Handshake,
+    /// Closed-loop JSON-RPC calls.
+    Rpc,
+    /// JSON-RPC notifications delivered.
+    Subscribe,
 }
 
 impl Mode {
@@ -105,6 +131,8 @@ impl Mode {
             Mode::Echo => "echo",
             Mode::Idle => "idle",
             Mode::Handshake => "handshake",
+            Mode::Rpc => "rpc",
+            Mode::Subscribe => "subscribe",
         }
     }
 }
@@ -120,7 +148,13 @@ const MEASURE: u8 = 1;
 const STOP: u8 = 2;
 const ABORT: u8 = 3;
 
-pub fn run(args: Args) -> ExitCode {
+pub fn run(mut args: Args) -> ExitCode {
+    if args.rpc {
+        args.mode = Mode::Rpc;
+    }
+    if args.subscribe {
+        args.mode = Mode::Subscribe;
+    }
     if args.connections == 0 {
         eprintln!("ws bench: --connections must be at least 1");
         return ExitCode::FAILURE;
@@ -165,6 +199,8 @@ async fn measure(args: &Args, builder: ClientBuilder) -> Result<Report, String> 
         Mode::Echo => echo::echo_mode(args, builder).await,
         Mode::Idle => idle::idle_mode(args, builder).await,
         Mode::Handshake => handshake::handshake_mode(args, builder).await,
+        Mode::Rpc => rpc::rpc_mode(args, builder).await,
+        Mode::Subscribe => rpc::subscribe_mode(args, builder).await,
     }
 }
 
@@ -256,6 +292,54 @@ async fn close(reader: &mut WsReader, writer: &WsWriter) -> bool {
     })
     .await
     .is_ok()
+}
+
+/// Open every connection first, in bounded bursts; all or an error.
+async fn connect_all(
+    args: &Args,
+    builder: &ClientBuilder,
+    pb: &ProgressBar,
+) -> Result<Vec<ws_net::WebSocket>, String> {
+    use std::sync::atomic::AtomicUsize;
+    let total = args.connections;
+    let gate = Arc::new(tokio::sync::Semaphore::new(args.connect_burst as usize));
+    let connected = Arc::new(AtomicUsize::new(0));
+    pb.set_length(total as u64);
+    pb.set_message("connecting");
+    let mut pending = tokio::task::JoinSet::new();
+    for _ in 0..total {
+        let permit = gate.clone().acquire_owned().await.expect("never closed");
+        let (b, done) = (builder.clone(), connected.clone());
+        pending.spawn(async move {
+            let r = b.connect().await;
+            drop(permit);
+            done.fetch_add(1, Relaxed);
+            r
+        });
+        pb.set_position(connected.load(Relaxed) as u64);
+    }
+    let mut sockets = Vec::with_capacity(total);
+    let mut first_error = None;
+    let mut errors = 0usize;
+    while let Some(r) = pending.join_next().await {
+        pb.set_position(connected.load(Relaxed) as u64);
+        match r {
+            Ok(Ok((ws, _))) => sockets.push(ws),
+            Ok(Err(e)) => {
+                errors += 1;
+                first_error.get_or_insert(e.to_string());
+            }
+            Err(e) => {
+                errors += 1;
+                first_error.get_or_insert(e.to_string());
+            }
+        }
+    }
+    if let Some(e) = first_error {
+        pb.finish_and_clear();
+        return Err(format!("{errors} of {total} connections failed: {e}"));
+    }
+    Ok(sockets)
 }
 
 /// Wait for the tasks; after `timeout`, abort the rest and say how many.

@@ -64,6 +64,25 @@ pub(super) enum Results {
     Echo(EchoResults),
     Handshake(HandshakeResults),
     Idle(IdleResults),
+    Rpc(RpcResults),
+    Subscribe(SubscribeResults),
+}
+
+#[derive(Serialize)]
+pub(super) struct RpcResults {
+    pub(super) calls: u64,
+    pub(super) calls_per_s: Num,
+    /// Always true: a run with an answer that fails verification has no
+    /// report.
+    pub(super) verified: bool,
+}
+
+#[derive(Serialize)]
+pub(super) struct SubscribeResults {
+    pub(super) items: u64,
+    pub(super) items_per_s: Num,
+    /// Items the server skipped (gaps in their numbers).
+    pub(super) lost: u64,
 }
 
 #[derive(Serialize)]
@@ -139,6 +158,14 @@ impl Report {
             ),
             Mode::Idle => format!("idle, {} connections", args.connections),
             Mode::Handshake => format!("handshake, {} loops", args.connections),
+            Mode::Rpc => format!(
+                "rpc, {} connections x {} calls in flight, {}",
+                args.connections, args.pipeline, args.method
+            ),
+            Mode::Subscribe => format!(
+                "subscribe, {} connections, {}",
+                args.connections, args.subscribe_method
+            ),
         };
         let warmup = match args.mode {
             Mode::Idle => String::new(),
