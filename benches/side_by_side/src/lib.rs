@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 
 pub mod floor;
+pub mod rpc;
 
 /// The listen backlog, the same as `ws_net::server::bind`.
 pub const BACKLOG: u32 = 1024;

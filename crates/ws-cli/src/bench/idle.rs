@@ -1,5 +1,6 @@
-//! Idle mode: open connections in bounded bursts, one verified echo each,
-//! hold them for the duration and count how many stay open.
+//! Idle mode: open connections in bounded bursts, one verified echo each
+//! (or, with `--idle-rpc`, one verified JSON-RPC call), hold them for the
+//! duration and count how many stay open.
 
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
@@ -19,9 +20,9 @@ async fn idle_conn(
     ctx: Arc<Ctx>,
     builder: ClientBuilder,
     permit: tokio::sync::OwnedSemaphorePermit,
-    ready: Arc<AtomicUsize>,
-    open: Arc<AtomicUsize>,
+    (ready, open): (Arc<AtomicUsize>, Arc<AtomicUsize>),
     mut stop: watch::Receiver<bool>,
+    rpc: Option<Arc<str>>,
 ) -> Result<(), String> {
     let (ws, _) = builder
         .connect()
@@ -29,7 +30,16 @@ async fn idle_conn(
         .map_err(|e| format!("connection {id}: {e}"))?;
     let (mut reader, writer) = ws.split();
     let mut free = Vec::new();
-    let (message, expected) = ctx.payload.make(id, 0, &mut free);
+    let (message, expected) = match &rpc {
+        // One JSON-RPC call instead of an echo: METHOD [id, 0] gives id.
+        Some(method) => (
+            Message::text(format!(
+                r#"{{"jsonrpc":"2.0","id":0,"method":"{method}","params":[{id},0]}}"#
+            )),
+            bytes::Bytes::new(),
+        ),
+        None => ctx.payload.make(id, 0, &mut free),
+    };
     writer
         .send(message)
         .await
@@ -47,9 +57,18 @@ async fn idle_conn(
         }
     })
     .await
-    .map_err(|_| format!("connection {id}: no echo within 10s"))?
+    .map_err(|_| format!("connection {id}: no answer within 10s"))?
     .map_err(|e| format!("connection {id}: {e}"))?;
-    verify(id, 0, &echo.0, echo.1, &expected, ctx.payload.text)?;
+    match &rpc {
+        Some(_) => {
+            let answer: serde_json::Value = serde_json::from_slice(&echo.0)
+                .map_err(|e| format!("connection {id}: unreadable answer: {e}"))?;
+            if answer["id"] != 0 || answer["result"] != id {
+                return Err(format!("connection {id}: wrong answer {answer}"));
+            }
+        }
+        None => verify(id, 0, &echo.0, echo.1, &expected, ctx.payload.text)?,
+    }
     drop(permit);
     open.fetch_add(1, Relaxed);
     ready.fetch_add(1, Relaxed);
@@ -81,13 +100,15 @@ pub(super) async fn idle_mode(args: &Args, builder: ClientBuilder) -> Result<Rep
     let first_error: Arc<Mutex<Option<String>>> = Arc::default();
     let (stop_tx, stop_rx) = watch::channel(false);
     let started = Instant::now();
+    let rpc: Option<Arc<str>> = args.idle_rpc.then(|| args.method.as_str().into());
     let mut tasks = Vec::with_capacity(total);
     for i in 0..total {
         let permit = gate.clone().acquire_owned().await.expect("never closed");
         let (ctx, b, ready2, open2) = (ctx.clone(), builder.clone(), ready.clone(), open.clone());
         let (failed2, first, stop) = (failed.clone(), first_error.clone(), stop_rx.clone());
+        let rpc = rpc.clone();
         tasks.push(tokio::spawn(async move {
-            let r = idle_conn(i as u32, ctx, b, permit, ready2, open2, stop).await;
+            let r = idle_conn(i as u32, ctx, b, permit, (ready2, open2), stop, rpc).await;
             if let Err(e) = &r {
                 failed2.fetch_add(1, Relaxed);
                 first

@@ -109,6 +109,10 @@ pub struct Args {
     /// The parameters of the subscribe call, as JSON.
     #[arg(long)]
     params: Option<String>,
+    /// Idle mode: each connection makes one JSON-RPC call (`METHOD [c,
+    /// 0]`, answered with `c`) instead of an echo, for JSON-RPC servers.
+    #[arg(long)]
+    idle_rpc: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
