@@ -45,6 +45,7 @@ pub(crate) async fn run<S>(
     identity: Option<Identity>,
     shared: Arc<Shared>,
     service: S,
+    guard: super::ConnectionGuard,
 ) where
     S: Service<Request, Response = Response> + Clone + Send + 'static,
     S::Error: Into<BoxError>,
@@ -65,14 +66,10 @@ pub(crate) async fn run<S>(
     let mut in_flight: FuturesUnordered<DoneFuture> = FuturesUnordered::new();
     let drain = outbox.run();
     tokio::pin!(drain);
-    let login_timeout = (!logged_in).then_some(config.login_timeout);
-    let login_deadline = async {
-        match login_timeout {
-            Some(t) => ws_net::time::sleep(t).await,
-            None => std::future::pending().await,
-        }
-    };
-    tokio::pin!(login_deadline);
+    // Boxed, and only with a login to wait for: every connection's task
+    // would carry its room otherwise.
+    let mut login_deadline: Option<Pin<Box<dyn Future<Output = ()> + Send>>> =
+        (!logged_in).then(|| Box::pin(ws_net::time::sleep(config.login_timeout)) as _);
     let mut shutdown = shared.shutdown.subscribe();
     let mut closing = false;
     loop {
@@ -116,7 +113,7 @@ pub(crate) async fn run<S>(
                 // The outbox ends only with the connection.
                 break;
             }
-            _ = &mut login_deadline, if !conn.logged_in && !closing => {
+            _ = until(&mut login_deadline), if !conn.logged_in && !closing => {
                 tracing::debug!(connection = %id, "no login in time: closing with 1008");
                 closing = true;
                 let _ = writer.close(CloseCode::POLICY_VIOLATION, "login timeout").await;
@@ -134,6 +131,15 @@ pub(crate) async fn run<S>(
     drop(conn);
     drop(reader);
     writer.closed().await;
+    drop(guard);
+}
+
+/// The boxed deadline, if there is one; else never.
+async fn until(deadline: &mut Option<Pin<Box<dyn Future<Output = ()> + Send>>>) {
+    match deadline {
+        Some(d) => d.await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A connection's context.
@@ -378,4 +384,28 @@ pub(crate) fn service_error(e: BoxError) -> RpcError {
     }
     tracing::warn!(error = %e, "service failed");
     RpcError::internal_error()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::{Router, Server};
+
+    /// Every connection holds one of these futures for its whole life.
+    #[tokio::test]
+    async fn the_connection_future_is_small() {
+        let server = Server::builder().build(Router::new());
+        let (io, _other) = tokio::io::duplex(64);
+        let ws = WebSocket::from_raw(io, ws_net::Role::Server, Default::default());
+        let guard = crate::server::ConnectionGuard::new(server.shared().clone());
+        let fut = run(ws, http::Request::new(()), None, server.shared().clone(), Router::new(), guard);
+        let size = std::mem::size_of_val(&fut);
+        let serve = server.serve_websocket(
+            WebSocket::from_raw(tokio::io::duplex(64).0, ws_net::Role::Server, Default::default()),
+            http::Request::new(()),
+            None,
+        );
+        eprintln!("connection future {size} bytes, serve_websocket {} bytes", std::mem::size_of_val(&serve));
+        assert!(size <= 4096, "{size}");
+    }
 }

@@ -327,9 +327,9 @@ where
         Ok(())
     }
 
-    /// Run the opening handshake on `tcp` (the authentication hook decides
-    /// first) and serve the connection until it ends. A refused or failed
-    /// handshake is logged and dropped.
+    /// Run the opening handshake on `stream` (the authentication hook
+    /// decides first), then serve the connection in a task of its own. A
+    /// refused or failed handshake is logged and dropped.
     ///
     /// Cancel-safe in the sense that dropping it drops the connection.
     pub async fn accept<T>(self, stream: T)
@@ -353,7 +353,10 @@ where
         })
         .await;
         match (accepted, head) {
-            (Ok(ws), Some(head)) => self.serve_websocket(ws, head, identity).await,
+            // A task of its own: this one (and its handshake's state) ends.
+            (Ok(ws), Some(head)) => {
+                tokio::spawn(self.serve_websocket(ws, head, identity));
+            }
             (Err(e), _) => tracing::debug!(error = %e, "handshake failed"),
             (Ok(_), None) => {}
         }
@@ -369,18 +372,20 @@ where
         request: http::Request<()>,
         identity: Option<Identity>,
     ) -> impl Future<Output = ()> + Send + 'static {
-        let shared = self.shared.clone();
-        let service = self.service.clone();
-        shared.connections.fetch_add(1, Ordering::SeqCst);
-        let guard = ConnectionGuard(shared.clone());
-        async move {
-            connection::run(ws, request, identity, shared, service).await;
-            drop(guard);
-        }
+        let guard = ConnectionGuard::new(self.shared.clone());
+        connection::run(ws, request, identity, self.shared.clone(), self.service.clone(), guard)
     }
 }
 
-struct ConnectionGuard(Arc<Shared>);
+/// Counts a connection while it lives.
+pub(crate) struct ConnectionGuard(Arc<Shared>);
+
+impl ConnectionGuard {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        shared.connections.fetch_add(1, Ordering::SeqCst);
+        Self(shared)
+    }
+}
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
