@@ -19,7 +19,8 @@ Cells:
   either way): delivered items/s, server CPU per delivered item, delivery
   latency. ws-rpc as a room (one encoding per item) and as a subscription
   (one encoding per subscriber, jsonrpsee's shape); jsonrpsee as its
-  subscription.
+  subscription; and the floor (floor-fanout: one encoding, one `send` per
+  subscriber, nothing else), what no server can go below.
 - idle: 10,000 connected clients, each after one verified call: server
   RSS growth per client; ws-net's echo server (`ws echo`) as the
   baseline of an idle WebSocket connection.
@@ -68,6 +69,7 @@ SERVERS = {
     "ws-rpc": ([os.path.join(PEERS, "ws-rpc-server"), "--listen"], "subscribe_ticks"),
     "ws-rpc-sub": ([os.path.join(PEERS, "ws-rpc-server"), "--listen"], "subscribe_each"),
     "jsonrpsee": ([os.path.join(PEERS, "jsonrpsee-rpc"), "--listen"], "subscribe_ticks"),
+    "floor": ([os.path.join(PEERS, "floor-fanout"), "--listen"], "subscribe_ticks"),
     "ws-net": ([WS, "echo", "--threads", "1", "--listen"], None),
 }
 
@@ -88,7 +90,8 @@ def build():
     subprocess.run(["cargo", "build", "--release", "-p", "ws-cli"], cwd=ROOT, env=env, check=True)
     t1 = time.time()
     env = dict(os.environ, CARGO_TARGET_DIR=PEER_TARGET)
-    subprocess.run(["cargo", "build", "--release", "--bin", "ws-rpc-server", "--bin", "jsonrpsee-rpc"],
+    subprocess.run(["cargo", "build", "--release", "--bin", "ws-rpc-server", "--bin", "jsonrpsee-rpc",
+                    "--bin", "floor-fanout"],
                    cwd=HERE, env=env, check=True)
     return f"ws-cli {t1 - t0:.0f} s, servers {time.time() - t1:.0f} s (incremental)"
 
@@ -205,7 +208,7 @@ def main():
     out.append("")
 
     # Fan-out.
-    names = ["ws-rpc", "ws-rpc-sub", "jsonrpsee"]
+    names = ["ws-rpc", "ws-rpc-sub", "jsonrpsee", "floor"]
     out.append("## Fan-out (one ticker to N subscribers, 100,000 deliveries a second)\n")
     out.append("| N | server | items/s delivered | missing | server CPU µs/item | / jsonrpsee (rounds) | p50 ms | p99 ms |")
     out.append("|---:|---|---:|---:|---:|---:|---:|---:|")
