@@ -398,14 +398,28 @@ mod tests {
         let (io, _other) = tokio::io::duplex(64);
         let ws = WebSocket::from_raw(io, ws_net::Role::Server, Default::default());
         let guard = crate::server::ConnectionGuard::new(server.shared().clone());
-        let fut = run(ws, http::Request::new(()), None, server.shared().clone(), Router::new(), guard);
+        let fut = run(
+            ws,
+            http::Request::new(()),
+            None,
+            server.shared().clone(),
+            Router::new(),
+            guard,
+        );
         let size = std::mem::size_of_val(&fut);
         let serve = server.serve_websocket(
-            WebSocket::from_raw(tokio::io::duplex(64).0, ws_net::Role::Server, Default::default()),
+            WebSocket::from_raw(
+                tokio::io::duplex(64).0,
+                ws_net::Role::Server,
+                Default::default(),
+            ),
             http::Request::new(()),
             None,
         );
-        eprintln!("connection future {size} bytes, serve_websocket {} bytes", std::mem::size_of_val(&serve));
+        eprintln!(
+            "connection future {size} bytes, serve_websocket {} bytes",
+            std::mem::size_of_val(&serve)
+        );
         assert!(size <= 4096, "{size}");
     }
 }

@@ -373,7 +373,14 @@ where
         identity: Option<Identity>,
     ) -> impl Future<Output = ()> + Send + 'static {
         let guard = ConnectionGuard::new(self.shared.clone());
-        connection::run(ws, request, identity, self.shared.clone(), self.service.clone(), guard)
+        connection::run(
+            ws,
+            request,
+            identity,
+            self.shared.clone(),
+            self.service.clone(),
+            guard,
+        )
     }
 }
 
