@@ -198,8 +198,7 @@ fn allow_message(cx: &Context) -> bool {
 pub fn router(chat: Arc<Chat>) -> Router {
     let join_chat = chat.clone();
     let send_chat = chat.clone();
-    let leave_chat = chat.clone();
-    let list_chat = chat;
+    let leave_chat = chat;
     Router::new()
         .method("chat.join", move |p: JoinParams, cx: Context| {
             let chat = join_chat.clone();
@@ -213,18 +212,14 @@ pub fn router(chat: Arc<Chat>) -> Router {
             let chat = leave_chat.clone();
             async move { Ok::<_, RpcError>(leave(&chat, &p.room, &cx)) }
         })
-        .method("chat.rooms", move |_: serde_json::Value, _cx: Context| {
-            let chat = list_chat.clone();
-            async move {
-                let mut list: Vec<_> = chat
-                    .lock()
-                    .iter()
-                    .map(|(name, room)| serde_json::json!({ "name": &**name, "members": room.members.len() }))
-                    .collect();
-                list.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
-                Ok::<_, RpcError>(list)
-            }
-        })
+        .method(
+            "chat.rooms",
+            move |_: serde_json::Value, cx: Context| async move {
+                // The room registry's counts: this server's, or every node's
+                // with `--redis`. By name.
+                Ok::<_, RpcError>(cx.rooms().list().await)
+            },
+        )
         .subscription(
             "subscribe_clock",
             "clock",

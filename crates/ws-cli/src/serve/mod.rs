@@ -37,6 +37,12 @@ pub struct Args {
     /// Worker threads (0: one per CPU).
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// Share rooms with the other nodes on this Redis
+    /// (`redis://[:PASSWORD@]HOST:PORT/`): a message sent on one node
+    /// reaches the room's members on every node. Without it, rooms are
+    /// this process's own. Redis may be down at start: it is retried.
+    #[arg(long, value_name = "URL")]
+    redis: Option<String>,
 }
 
 #[derive(Clone)]
@@ -170,6 +176,16 @@ async fn serve(args: Args) -> std::io::Result<()> {
             }
         });
     }
+    let redis = match args.redis.as_deref() {
+        Some(url) => {
+            let rooms = ws_rpc_redis::RedisRooms::connect(url, ws_rpc_redis::Options::default())
+                .await
+                .map_err(|e| std::io::Error::other(format!("--redis {url}: {e}")))?;
+            builder = builder.rooms(rooms.clone());
+            Some(rooms)
+        }
+        None => None,
+    };
     let rpc = builder.build(chat::router(chat));
     let handle = rpc.handle();
     let app = App { rpc, token, config };
@@ -193,10 +209,24 @@ async fn serve(args: Args) -> std::io::Result<()> {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/rpc", get(rpc_endpoint))
         .with_state(app);
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    // A backlog of 1024: a burst of connections (a page of many tabs, a
+    // load test) does not wait a second for a SYN retry.
+    let listener = ws_net::server::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     println!("listening on http://{addr}");
     println!("open http://{addr}/ in a browser; JSON-RPC at ws://{addr}/rpc");
+    if let Some(rooms) = &redis {
+        let state = if rooms.is_connected() {
+            "connected"
+        } else {
+            "not reachable yet, retrying"
+        };
+        println!(
+            "rooms shared through Redis at {} as node {} ({state})",
+            rooms.redis_addr(),
+            rooms.node_id()
+        );
+    }
     let stopping = handle.clone();
     axum::serve(
         listener,
@@ -209,6 +239,9 @@ async fn serve(args: Args) -> std::io::Result<()> {
     })
     .await?;
     close_connections(&handle).await;
+    if let Some(rooms) = redis {
+        rooms.shutdown().await;
+    }
     Ok(())
 }
 
