@@ -369,6 +369,92 @@ test('two-pages-talk', async () => {
   noProblems(a, b, c);
 });
 
+/** A free TCP port on 127.0.0.1 (for a server that cannot take port 0). */
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on('error', reject);
+    srv.listen(0, HOST, () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * A private redis-server on a free 127.0.0.1 port, persistence off; killed
+ * after the current test. Never a system instance.
+ */
+async function startRedis() {
+  const port = await freePort();
+  step(`starting redis-server on port ${port}`);
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', HOST, '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  spawned.add(proc);
+  const exited = new Promise((resolve) => proc.on('exit', () => { spawned.delete(proc); resolve(); }));
+  defer(async () => {
+    proc.kill('SIGKILL');
+    await exited;
+  });
+  await withTimeout(new Promise((resolve, reject) => {
+    proc.on('error', (e) => reject(new Failure(`cannot start redis-server (is it installed?): ${e.message}`)));
+    const poke = () => {
+      const c = net.connect(port, HOST, () => {
+        c.write('PING\r\n');
+      });
+      c.on('data', (d) => {
+        c.destroy();
+        if (d.toString().startsWith('+PONG')) resolve();
+        else setTimeout(poke, 50);
+      });
+      c.on('error', () => setTimeout(poke, 50));
+    };
+    poke();
+  }), 10000, 'redis-server answering PING');
+  return `redis://${HOST}:${port}/`;
+}
+
+test('two-nodes-talk', async () => {
+  // Two ws serve nodes on one Redis (--redis): a page on each, in one
+  // room, see each other's messages; the rooms list counts both nodes.
+  const redis = await startRedis();
+  const one = await startServe({ args: ['--redis', redis] });
+  const two = await startServe({ args: ['--redis', redis] });
+  const room = fresh('nodes');
+  const a = await openPage(one);
+  const b = await openPage(two);
+  await join(a, 'Ann', room);
+  await join(b, 'Bob', room);
+  // Bob's joining on node two reaches Ann on node one. (The member list a
+  // join returns is the node's own: Bob's page lists only those who join
+  // after him from node one; the room list counts everyone.)
+  await waitMembers(a, ['Ann', 'Bob'], 'Ann');
+  // Each node subscribes to the room's channel as its first member joins:
+  // give the subscriptions a moment to be confirmed by Redis.
+  await sleep(300);
+  let t0 = Date.now();
+  await say(a, 'From node one');
+  await waitMessage(b, 'From node one', { ms: 2000, who: "Bob's page (node two)" });
+  const ab = Date.now() - t0;
+  t0 = Date.now();
+  await say(b, 'And back from node two');
+  await waitMessage(a, 'And back from node two', { ms: 2000, who: "Ann's page (node one)" });
+  const ba = Date.now() - t0;
+  note(`across nodes: Ann -> Bob ${ab} ms, Bob -> Ann ${ba} ms`);
+  await waitMessage(a, 'From node one', { state: 'sent', who: "Ann's page" });
+  for (const [p, who] of [[a, 'Ann'], [b, 'Bob']]) {
+    const ms = await messages(p);
+    // Both are seq 1, each on its own node: both show.
+    expect(ms.length === 2 && ms.every((m) => m.seq === 1), `${who}'s page shows ${ms.length} messages, expected 2 (each once): ${JSON.stringify(ms.map((m) => m.text))}`);
+  }
+  // chat.rooms counts the members of every node (refreshed every few
+  // seconds and on presence events).
+  await waitIn(a, (r) => {
+    const row = [...document.querySelectorAll('[data-testid="room-item"]')].find((e) => e.dataset.room === r);
+    return row && Number(row.dataset.members) === 2;
+  }, room, "the room list counting both nodes' members (2)", 15000);
+  noProblems(a, b);
+});
+
 test('presence-and-room-list', async () => {
   // A third page joining and leaving updates the others' member lists and
   // the room list's counts; a page that closes counts as leaving; the room

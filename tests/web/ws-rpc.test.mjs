@@ -229,12 +229,15 @@ describe('against ws serve', () => {
     const room = freshRoom();
     // Made while connecting: queued, then sent.
     const joined = await client.request('chat.join', { room, name: 'ann' });
-    assert.deepEqual(joined, { room, name: 'ann', members: ['ann'], messages: [] });
+    // `node`: the server process's id, in every message and event.
+    assert.match(joined.node, /^[0-9a-f]{8}$/);
+    assert.deepEqual(joined, { room, name: 'ann', node: joined.node, members: ['ann'], messages: [] });
     assert.equal(client.readyState, 'open');
     assert.equal(client.protocol, 'ws-rpc');
     assert.deepEqual(states, ['open']);
     const sent = await client.request('chat.send', { room, text: 'hello' });
     assert.equal(sent.seq, 1);
+    assert.equal(sent.node, joined.node);
     assert.equal(typeof sent.time, 'number');
     const rooms = await client.request('chat.rooms');
     assert.ok(rooms.some((r) => r.name === room && r.members === 1));
@@ -260,10 +263,10 @@ describe('against ws serve', () => {
     const room = freshRoom();
     const ann = await openClient(t, server.url);
     const bob = await openClient(t, server.url);
-    await ann.request('chat.join', { room, name: 'ann' });
+    const { node } = await ann.request('chat.join', { room, name: 'ann' });
     const joinedEvent = once(ann, 'notify:chat.joined');
     await bob.request('chat.join', { room, name: 'bob' });
-    assert.deepEqual(await joinedEvent, { room, name: 'bob', members: ['ann', 'bob'] });
+    assert.deepEqual(await joinedEvent, { room, name: 'bob', node, members: ['ann', 'bob'] });
 
     const annGot = once(ann, 'notify:chat.message');
     const bobGot = once(bob, 'notify:chat.message');
@@ -280,7 +283,7 @@ describe('against ws serve', () => {
 
     const left = once(ann, 'notify:chat.left');
     assert.equal(await bob.request('chat.leave', { room }), true);
-    assert.deepEqual(await left, { room, name: 'bob', members: ['ann'] });
+    assert.deepEqual(await left, { room, name: 'bob', node, members: ['ann'] });
   });
 
   test('timeouts reject and forget the call', T, async (t) => {
@@ -346,7 +349,8 @@ describe('against ws serve', () => {
     client.interceptors.request.use((call) => {
       if (call.method === 'chat.leave') throw new Error('leaving is not allowed here');
     });
-    assert.deepEqual(await client.request('chat.join', { room }), { room, name: 'ann', members: ['ann'], messages: [] });
+    const joined = await client.request('chat.join', { room });
+    assert.deepEqual(joined, { room, name: 'ann', node: joined.node, members: ['ann'], messages: [] });
     assert.ok((await client.request('rooms')).some((r) => r.name === room));
     await assert.rejects(client.request('chat.leave', { room }), (e) => {
       isKind('refused', ClientErrorCode.REFUSED)(e);

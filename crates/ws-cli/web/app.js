@@ -4,14 +4,17 @@
 // How it stays right across connection trouble:
 // - every call goes through the RpcClient, which queues calls made while the
 //   connection is away and sends them once it is back, after `onReconnect`;
+// - a message is known by the server node that numbered it and its `seq`
+//   there (with `--redis` several nodes number their own; a restarted one
+//   has a new id); the timeline shows messages in the order they came;
 // - `onReconnect` joins the room again before the queued messages go out and
-//   merges the room's last messages (the server's copy is the truth: a
-//   restarted server counts `seq` from 1 again, so its messages start a new
-//   part of the timeline);
+//   merges the room's last messages: the same node, and the ones we missed
+//   are added; a different node (restarted, or another one of several), and
+//   a new part of the timeline starts below a divider;
 // - a message we send is shown at once, 'pending' while the connection is
 //   away or 'sending', and replaced by the server's `chat.message` that
-//   confirms it (same sender and text, or the `seq` the call returned), so it
-//   shows exactly once; one whose call failed shows why, with Retry;
+//   confirms it (the `client_id` we gave it comes back), so it shows exactly
+//   once; one whose call failed shows why, with Retry;
 // - notifications for a room that come while its join is on its way wait
 //   for the join's answer (they are newer than the history it returns).
 //
@@ -78,13 +81,17 @@ const ui = {
 
 // ------------------------------------------------------------------ state
 
+// This page's id, in the `client_id` of the messages it sends.
+const PAGE_ID = [...crypto.getRandomValues(new Uint8Array(8))].map((b) => b.toString(16).padStart(2, '0')).join('');
+
 /**
- * @typedef {{room: string, seq: number, sender: string, text: string, time: number, key?: string}} Msg
- * @typedef {{id: number, key: string, afterSeq: number, text: string, kind: string, time: number}} Note
- * @typedef {{id: number, messages: Map<number, Msg>, notes: Note[]}} Segment
- * @typedef {{id: number, key: string, room: string, text: string, status: 'pending'|'sending'|'sent'|'failed',
- *   error: string, seq: number | null, time: number, attempt: number, abort: AbortController | null,
- *   maxSeqAtSend: number, segment: number}} Outgoing
+ * @typedef {{room: string, node: string, seq: number, sender: string, text: string, time: number,
+ *   client_id?: string, key?: string, ord?: number}} Msg
+ * @typedef {{id: number, key: string, afterOrd: number, text: string, kind: string, time: number}} Note
+ * @typedef {{id: number, node: string, messages: Map<string, Msg>, notes: Note[]}} Segment
+ * @typedef {{id: number, key: string, clientId: string, room: string, text: string,
+ *   status: 'pending'|'sending'|'sent'|'failed', error: string, seq: number | null, node: string, msgKey: string | null,
+ *   time: number, attempt: number, abort: AbortController | null, segment: number}} Outgoing
  */
 
 const state = {
@@ -100,10 +107,15 @@ const state = {
   /** a join on its way: its room's notifications wait in `buffer` */
   joining: /** @type {{room: string, name: string} | null} */ (null),
   buffer: /** @type {{method: string, params: any}[]} */ ([]),
+  /** the members we know of, with the node each is on */
+  memberOn: /** @type {{name: string, node: string}[]} */ ([]),
+  /** their names */
   members: /** @type {string[]} */ ([]),
   rooms: /** @type {{name: string, members: number}[]} */ ([]),
   roomsLoaded: false,
-  /** the timeline: one segment per server lifetime seen in this room */
+  /** the server node we are joined on (its id: new at each start) */
+  node: '',
+  /** the timeline: one segment per server node seen in this room */
   segments: /** @type {Segment[]} */ ([]),
   outbox: /** @type {Outgoing[]} */ ([]),
   unread: 0,
@@ -113,10 +125,29 @@ let nextId = 1;
 const newId = () => nextId++;
 
 const current = () => state.segments[state.segments.length - 1];
-const maxSeq = (seg = current()) => {
-  let m = 0;
-  if (seg) for (const s of seg.messages.keys()) if (s > m) m = s;
-  return m;
+/** A message's identity: the node that numbered it and its number there. */
+const msgKey = (m) => `${m.node}/${m.seq}`;
+/** Arrival order in the timeline. */
+let nextOrd = 1;
+const lastOrd = () => nextOrd - 1;
+/** Adds `m` to `seg` unless it is known already; the copy kept. */
+function addMessage(seg, m, extra = {}) {
+  const k = msgKey(m);
+  const had = findMessage(k);
+  if (had) {
+    if (extra.key && !had.key) had.key = extra.key;
+    return had;
+  }
+  const msg = { ...m, ...extra, ord: nextOrd++ };
+  seg.messages.set(k, msg);
+  return msg;
+}
+const findMessage = (k) => {
+  for (const seg of state.segments) {
+    const m = seg.messages.get(k);
+    if (m) return m;
+  }
+  return undefined;
 };
 
 // ----------------------------------------------------------------- client
@@ -229,10 +260,11 @@ async function join(room, name) {
   for (const item of state.outbox) item.abort?.abort();
   state.room = res.room;
   state.name = res.name;
-  state.members = res.members;
-  state.segments = [{ id: newId(), messages: new Map(), notes: [] }];
+  state.node = res.node;
+  setMembers([], res.node, res.members);
+  state.segments = [{ id: newId(), node: res.node, messages: new Map(), notes: [] }];
   state.outbox = [];
-  for (const m of res.messages) current().messages.set(m.seq, m);
+  for (const m of res.messages) addMessage(current(), m);
   addNote('self', `You joined #${res.room} as ${res.name}.`);
   try {
     localStorage.setItem(NAME_KEY, res.name);
@@ -269,7 +301,7 @@ async function leave() {
   if (!room) return;
   for (const item of state.outbox) item.abort?.abort();
   state.room = null;
-  state.members = [];
+  setMembers([], '', []);
   state.segments = [];
   state.outbox = [];
   try {
@@ -303,7 +335,7 @@ async function rejoin(ctx) {
     if (state.room === room && !loginRequired(err) && err.kind === 'server') {
       // The server will not have us back: out of the room, and say why.
       state.room = null;
-      state.members = [];
+      setMembers([], '', []);
       state.segments = [];
       for (const item of state.outbox) item.abort?.abort();
       state.outbox = [];
@@ -321,48 +353,37 @@ async function rejoin(ctx) {
 }
 
 /**
- * The room's last messages after a re-join. The same server: merged by seq.
- * A restarted one (its messages differ from ours at the same seq, or it has
- * fewer): a new segment, the old one kept above a divider.
+ * The room's last messages after a re-join. The same node: the ones we
+ * missed are added. Another node (restarted, or another one of several): a
+ * new segment below a divider, the old one kept above it.
  */
 function mergeHistory(res) {
-  state.members = res.members;
-  const seg = current();
-  const ours = maxSeq(seg);
-  const theirs = res.messages.reduce((m, x) => Math.max(m, x.seq), 0);
-  let same = theirs >= ours;
-  for (const m of res.messages) {
-    const mine = seg.messages.get(m.seq);
-    if (mine && (mine.sender !== m.sender || mine.text !== m.text || mine.time !== m.time)) same = false;
-  }
-  if (same) {
-    for (const m of res.messages) {
-      const had = seg.messages.get(m.seq);
-      seg.messages.set(m.seq, had?.key ? { ...m, key: had.key } : m);
-    }
-    // A send that failed when the connection dropped may have run after all.
-    for (const item of [...state.outbox]) {
-      if (item.seq !== null && seg.messages.has(item.seq)) {
-        confirm(item, seg.messages.get(item.seq));
-      } else if (item.status === 'failed' && item.segment === seg.id) {
-        const m = res.messages.find((x) => x.sender === state.name && x.text === item.text && x.seq > item.maxSeqAtSend && !x.key);
-        if (m) confirm(item, seg.messages.get(m.seq));
-      }
-    }
-  } else {
-    // Sends the old server answered stay in the old segment.
+  setMembers([], res.node, res.members);
+  let seg = current();
+  if (res.node !== seg.node) {
+    // Sends the old node answered stay in the old segment.
     for (const item of [...state.outbox]) {
       if (item.status === 'sent' && item.seq !== null) {
-        seg.messages.set(item.seq, { room: item.room, seq: item.seq, sender: state.name, text: item.text, time: item.time, key: item.key });
+        addMessage(seg, { room: item.room, node: item.node, seq: item.seq, sender: state.name, text: item.text, time: item.time }, { key: item.key });
         removeOutgoing(item);
       }
     }
-    const fresh = { id: newId(), messages: new Map(), notes: [] };
-    for (const m of res.messages) fresh.messages.set(m.seq, m);
-    state.segments.push(fresh);
-    for (const item of state.outbox) item.segment = fresh.id;
-    trimTimeline();
+    seg = { id: newId(), node: res.node, messages: new Map(), notes: [] };
+    state.segments.push(seg);
+    state.node = res.node;
+    for (const item of state.outbox) item.segment = seg.id;
   }
+  for (const m of res.messages) {
+    // A send that failed when the connection dropped may have run after all.
+    const item = m.client_id && state.outbox.find((i) => i.clientId === m.client_id);
+    if (item) confirm(item, m, seg);
+    else addMessage(seg, m);
+  }
+  for (const item of [...state.outbox]) {
+    const m = item.msgKey && findMessage(item.msgKey);
+    if (m) confirm(item, m, seg);
+  }
+  trimTimeline();
 }
 
 // ------------------------------------------------------------ room events
@@ -390,7 +411,19 @@ function applyRoomEvent(method, p) {
   if (method === 'chat.message') {
     receive(p);
   } else if (method === 'chat.joined' || method === 'chat.left') {
-    if (Array.isArray(p.members)) state.members = p.members;
+    // The event's `members` are its node's: from our node they replace what
+    // we have of it; from another (`--redis`) the name is added or taken away.
+    if (p.node === state.node && Array.isArray(p.members)) {
+      setMembers(state.memberOn.filter((m) => m.node !== state.node), state.node, p.members);
+    } else if (typeof p.name === 'string' && typeof p.node === 'string') {
+      const others = [...state.memberOn];
+      if (method === 'chat.joined') others.push({ name: p.name, node: p.node });
+      else {
+        const i = others.findIndex((m) => m.name === p.name && m.node === p.node);
+        if (i >= 0) others.splice(i, 1);
+      }
+      setMembers(others, state.node, []);
+    }
     addNote(method === 'chat.joined' ? 'joined' : 'left', `${p.name} ${method === 'chat.joined' ? 'joined' : 'left'} the room.`);
     setRoomCount(p.room, state.members.length);
     renderMembers();
@@ -399,23 +432,20 @@ function applyRoomEvent(method, p) {
   }
 }
 
+/** The members: `others` and `names` on `node`. */
+function setMembers(others, node, names) {
+  state.memberOn = [...others, ...names.map((name) => ({ name, node }))];
+  state.members = state.memberOn.map((m) => m.name);
+}
+
 /** A `chat.message` of our room. */
 function receive(m) {
   const seg = current();
-  if (!seg) return;
-  const had = seg.messages.get(m.seq);
-  if (had && had.sender === m.sender && had.text === m.text) return; // seen already
-  let msg = m;
-  if (m.sender === state.name) {
-    const item =
-      state.outbox.find((i) => i.seq === m.seq) ??
-      state.outbox.find((i) => i.seq === null && i.text === m.text && (i.status === 'sending' || i.status === 'pending'));
-    if (item) {
-      msg = { ...m, key: item.key };
-      removeOutgoing(item);
-    }
-  }
-  seg.messages.set(m.seq, msg);
+  if (!seg || typeof m.node !== 'string' || !Number.isInteger(m.seq)) return;
+  if (findMessage(msgKey(m))) return; // seen already
+  const item = state.outbox.find((i) => (m.client_id && i.clientId === m.client_id) || i.msgKey === msgKey(m));
+  if (item) confirm(item, m, seg);
+  else addMessage(seg, m);
   trimTimeline();
   const stick = nearEnd();
   if (document.hidden && m.sender !== state.name) state.unread++;
@@ -435,15 +465,17 @@ function send(text) {
   const item = {
     id,
     key: `o${id}`,
+    clientId: `${PAGE_ID}-${id}`,
     room: state.room,
     text,
     status: 'pending',
     error: '',
     seq: null,
+    node: '',
+    msgKey: null,
     time: Date.now(),
     attempt: 0,
     abort: null,
-    maxSeqAtSend: maxSeq(seg),
     segment: seg.id,
   };
   state.outbox.push(item);
@@ -456,23 +488,20 @@ function dispatch(item) {
   const open = client.readyState === 'open';
   item.status = open ? 'sending' : 'pending';
   item.error = '';
-  item.maxSeqAtSend = maxSeq();
   item.abort = new AbortController();
   renderTimeline();
   scrollToEnd(true);
   // While the connection is away the call waits in the client's queue, so it
   // gets longer to live.
-  client.request('chat.send', { room: item.room, text: item.text }, { timeout: open ? 15000 : 120000, signal: item.abort.signal }).then(
+  const params = { room: item.room, text: item.text, client_id: item.clientId };
+  client.request('chat.send', params, { timeout: open ? 15000 : 120000, signal: item.abort.signal }).then(
     (res) => {
       if (item.attempt !== attempt || !state.outbox.includes(item)) return; // confirmed already, or discarded
-      const m = current()?.messages.get(res.seq);
-      if (m && m.sender === state.name && m.text === item.text) {
-        confirm(item, m);
-      } else {
-        item.seq = res.seq;
-        item.time = res.time;
-        item.status = 'sent';
-      }
+      item.seq = res.seq;
+      item.node = res.node;
+      item.msgKey = msgKey(res);
+      item.time = res.time;
+      item.status = 'sent';
       renderTimeline();
     },
     (err) => {
@@ -491,9 +520,8 @@ function dispatch(item) {
 }
 
 /** `item` is `m`, the server's copy: show that one, where the item was. */
-function confirm(item, m) {
-  const seg = current();
-  if (seg && m) seg.messages.set(m.seq, { ...m, key: item.key });
+function confirm(item, m, seg = current()) {
+  if (seg) addMessage(seg, m, { key: item.key });
   removeOutgoing(item);
 }
 
@@ -528,7 +556,7 @@ function addNote(kind, text) {
   const seg = current();
   if (!seg) return;
   const id = newId();
-  seg.notes.push({ id, key: `n${id}`, afterSeq: maxSeq(seg), text, kind, time: Date.now() });
+  seg.notes.push({ id, key: `n${id}`, afterOrd: lastOrd(), text, kind, time: Date.now() });
   trimTimeline();
 }
 
@@ -536,10 +564,11 @@ function trimTimeline() {
   let total = state.segments.reduce((n, s) => n + s.messages.size + s.notes.length, 0);
   while (total > MAX_TIMELINE && state.segments.length > 0) {
     const seg = state.segments[0];
-    const oldestSeq = Math.min(...seg.messages.keys());
+    // Messages are in the order they came: the first is the oldest.
+    const [oldestKey, oldest] = seg.messages.entries().next().value ?? [];
     const oldestNote = seg.notes[0];
-    if (oldestNote && (seg.messages.size === 0 || oldestNote.afterSeq < oldestSeq)) seg.notes.shift();
-    else if (seg.messages.size > 0) seg.messages.delete(oldestSeq);
+    if (oldestNote && (!oldest || oldestNote.afterOrd < oldest.ord)) seg.notes.shift();
+    else if (oldest) seg.messages.delete(oldestKey);
     if (seg.messages.size === 0 && seg.notes.length === 0 && state.segments.length > 1) state.segments.shift();
     total--;
   }
@@ -550,11 +579,10 @@ function rows() {
   const out = [];
   state.segments.forEach((seg, i) => {
     if (i > 0) out.push({ type: 'divider', key: `d${seg.id}` });
-    const msgs = [...seg.messages.values()].sort((a, b) => a.seq - b.seq);
     let n = 0;
-    for (const m of msgs) {
-      while (n < seg.notes.length && seg.notes[n].afterSeq < m.seq) out.push({ type: 'note', key: seg.notes[n].key, note: seg.notes[n++] });
-      out.push({ type: 'msg', key: m.key ?? `m${seg.id}-${m.seq}`, msg: m });
+    for (const m of seg.messages.values()) {
+      while (n < seg.notes.length && seg.notes[n].afterOrd < m.ord) out.push({ type: 'note', key: seg.notes[n].key, note: seg.notes[n++] });
+      out.push({ type: 'msg', key: m.key ?? `m${msgKey(m)}`, msg: m });
     }
     while (n < seg.notes.length) out.push({ type: 'note', key: seg.notes[n].key, note: seg.notes[n++] });
   });
@@ -611,7 +639,7 @@ function avatar(name, cls = '') {
 function renderRow(row, prev) {
   if (row.type === 'divider') {
     return el('li', { class: 'divider divider-restart', 'data-testid': 'restart-divider', role: 'separator' },
-      el('span', { text: 'The server restarted. The messages above are from before and are no longer on the server.' }));
+      el('span', { text: 'Reconnected to a different server: this one restarted, or another took over. The messages above are from before and may no longer be on the server.' }));
   }
   if (row.type === 'note') {
     const n = row.note;

@@ -1,15 +1,24 @@
 //! The chat: rooms with members and the last messages, over ws-rpc.
 //!
 //! Methods (JSON-RPC 2.0, params as an object):
-//! - `chat.join {room, name}` -> `{room, name, members, messages}`: the
-//!   members' names and the room's last messages (at most 100), oldest
-//!   first; the others get `chat.joined {room, name, members}`.
-//! - `chat.send {room, text}` -> `{seq, time}`: the message goes to every
-//!   member (the sender too) as `chat.message {room, seq, sender, text,
-//!   time}`, `seq` counting the room's messages from 1, `time` in
-//!   milliseconds since the Unix epoch.
+//! - `chat.join {room, name}` -> `{room, name, node, members, messages}`:
+//!   the members' names and the room's last messages (at most 100), oldest
+//!   first, as this node has them; the others get `chat.joined {room,
+//!   name, node, members}` (`members`: the joiner's node's list; with
+//!   several nodes, a client adds `name` to what it has instead).
+//! - `chat.send {room, text, client_id?}` -> `{seq, time, node}`: the
+//!   message goes to every member (the sender too) as `chat.message {room,
+//!   node, seq, sender, text, time, client_id?}`, `seq` counting the room's
+//!   messages from 1 on the node that took it (`node`: that server
+//!   process's id, new at each start), `time` in milliseconds since the
+//!   Unix epoch, and the sender's `client_id` (at most 64 characters)
+//!   echoed, so a client can tell its own message apart exactly. A message
+//!   is known by `node` and `seq` together: with several nodes (`--redis`)
+//!   each numbers its own, and a restarted node starts again from 1 under a
+//!   new id.
 //! - `chat.leave {room}` -> `true` if the connection was in it; the others
-//!   get `chat.left {room, name, members}` (also when a connection closes).
+//!   get `chat.left {room, name, node, members}` (also when a connection
+//!   closes).
 //! - `chat.rooms` -> `[{name, members}]`, by name.
 //! - `subscribe_clock {interval_ms}` / `unsubscribe_clock [id]`: items
 //!   `{n, time}` every `interval_ms` (10..=60000, default 1000) under
@@ -51,10 +60,13 @@ pub mod code {
 #[derive(Debug, Clone, Serialize)]
 pub struct ChatMessage {
     room: Arc<str>,
+    node: Arc<str>,
     seq: u64,
     sender: String,
     text: String,
     time: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    client_id: Option<String>,
 }
 
 struct Room {
@@ -73,9 +85,28 @@ impl Room {
 }
 
 /// Every room of this server.
-#[derive(Default)]
 pub struct Chat {
     rooms: Mutex<HashMap<Arc<str>, Room>>,
+    /// This process's id: new at each start.
+    node: Arc<str>,
+}
+
+impl Default for Chat {
+    fn default() -> Self {
+        Self {
+            rooms: Mutex::default(),
+            node: format!("{:08x}", random_u32()).into(),
+        }
+    }
+}
+
+/// 32 random bits from the standard library's hash keys, which it draws
+/// from the operating system's random source.
+fn random_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(now_ms());
+    h.finish() as u32
 }
 
 impl Chat {
@@ -102,7 +133,7 @@ impl Chat {
             let _ = cx.broadcast_others(
                 &room,
                 "chat.left",
-                &serde_json::json!({ "room": &*room, "name": name, "members": members }),
+                &serde_json::json!({ "room": &*room, "name": name, "node": &*self.node, "members": members }),
             );
         }
     }
@@ -118,6 +149,8 @@ struct JoinParams {
 struct SendParams {
     room: String,
     text: String,
+    #[serde(default)]
+    client_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -307,12 +340,13 @@ fn join(chat: &Chat, p: JoinParams, cx: &Context) -> Result<serde_json::Value, R
         let _ = cx.broadcast_others(
             &p.room,
             "chat.joined",
-            &serde_json::json!({ "room": p.room, "name": name, "members": members }),
+            &serde_json::json!({ "room": p.room, "name": name, "node": &*chat.node, "members": members }),
         );
     }
     Ok(serde_json::json!({
         "room": p.room,
         "name": name,
+        "node": &*chat.node,
         "members": members,
         "messages": messages,
     }))
@@ -320,6 +354,9 @@ fn join(chat: &Chat, p: JoinParams, cx: &Context) -> Result<serde_json::Value, R
 
 fn send(chat: &Chat, p: SendParams, cx: &Context) -> Result<serde_json::Value, RpcError> {
     valid_text(&p.text)?;
+    if p.client_id.as_ref().is_some_and(|c| c.chars().count() > 64) {
+        return Err(RpcError::invalid_params("client_id: at most 64 characters"));
+    }
     let id = cx.connection_id();
     let message = {
         let mut rooms = chat.lock();
@@ -349,10 +386,12 @@ fn send(chat: &Chat, p: SendParams, cx: &Context) -> Result<serde_json::Value, R
         room.seq += 1;
         let message = ChatMessage {
             room: room.name.clone(),
+            node: chat.node.clone(),
             seq: room.seq,
             sender,
             text: p.text,
             time: now_ms(),
+            client_id: p.client_id,
         };
         if room.history.len() == HISTORY {
             room.history.pop_front();
@@ -366,7 +405,7 @@ fn send(chat: &Chat, p: SendParams, cx: &Context) -> Result<serde_json::Value, R
         }
         message
     };
-    Ok(serde_json::json!({ "seq": message.seq, "time": message.time }))
+    Ok(serde_json::json!({ "seq": message.seq, "time": message.time, "node": &*message.node }))
 }
 
 fn leave(chat: &Chat, room: &str, cx: &Context) -> bool {
@@ -390,7 +429,7 @@ fn leave(chat: &Chat, room: &str, cx: &Context) -> bool {
     let _ = cx.broadcast_others(
         room,
         "chat.left",
-        &serde_json::json!({ "room": room, "name": left.0, "members": left.1 }),
+        &serde_json::json!({ "room": room, "name": left.0, "node": &*chat.node, "members": left.1 }),
     );
     true
 }
@@ -414,5 +453,110 @@ mod tests {
         for bad in ["", "  \n", &"t".repeat(2001)] {
             assert!(valid_text(bad).is_err(), "{}", bad.len());
         }
+    }
+
+    async fn next(s: &mut ws_rpc::Notifications<serde_json::Value>) -> serde_json::Value {
+        tokio::time::timeout(Duration::from_secs(5), s.next())
+            .await
+            .expect("a notification within 5 s")
+            .expect("the stream open")
+            .expect("nothing missed")
+    }
+
+    /// A message is known by its node and seq; the sender's `client_id`
+    /// comes back to every member; the events name the node.
+    #[tokio::test]
+    async fn messages_carry_their_node_and_the_senders_client_id() {
+        use serde_json::{json, Value};
+
+        let chat = Arc::new(Chat::default());
+        let node = chat.node.to_string();
+        let server = ws_rpc::Server::builder().build(router(chat));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("ws://{}", listener.local_addr().unwrap());
+        tokio::spawn(server.clone().serve(listener));
+        let ann = ws_rpc::Client::builder(&url).connect().await.unwrap();
+        let bob = ws_rpc::Client::builder(&url).connect().await.unwrap();
+        let mut ann_events = ann.notifications::<Value>("chat.joined");
+        let mut bob_messages = bob.notifications::<Value>("chat.message");
+
+        let r: Value = ann
+            .request("chat.join", json!({"room": "lobby", "name": "Ann"}))
+            .await
+            .unwrap();
+        assert_eq!(r["node"], json!(node));
+        assert_eq!(r["members"], json!(["Ann"]));
+        let r: Value = bob
+            .request("chat.join", json!({"room": "lobby", "name": "Bob"}))
+            .await
+            .unwrap();
+        assert_eq!(r["members"], json!(["Ann", "Bob"]));
+        let joined = next(&mut ann_events).await;
+        assert_eq!(
+            joined,
+            json!({"room": "lobby", "name": "Bob", "node": node, "members": ["Ann", "Bob"]})
+        );
+
+        let r: Value = ann
+            .request(
+                "chat.send",
+                json!({"room": "lobby", "text": "hi", "client_id": "page-1"}),
+            )
+            .await
+            .unwrap();
+        assert_eq!((&r["seq"], &r["node"]), (&json!(1), &json!(node)));
+        let m = next(&mut bob_messages).await;
+        assert_eq!(m["seq"], 1);
+        assert_eq!(m["node"], json!(node));
+        assert_eq!(m["sender"], "Ann");
+        assert_eq!(m["client_id"], "page-1");
+        // Without one, none is sent; a long one is refused.
+        let _: Value = ann
+            .request("chat.send", json!({"room": "lobby", "text": "again"}))
+            .await
+            .unwrap();
+        let m = next(&mut bob_messages).await;
+        assert_eq!(m["seq"], 2);
+        assert!(m.get("client_id").is_none(), "{m}");
+        let long = "x".repeat(65);
+        let e = ann
+            .request::<Value, _>(
+                "chat.send",
+                json!({"room": "lobby", "text": "no", "client_id": long}),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, ws_rpc::ClientError::Rpc(ref o) if o.code == -32602),
+            "{e:?}"
+        );
+
+        // A newcomer gets the history with the same identities.
+        let cat = ws_rpc::Client::builder(&url).connect().await.unwrap();
+        let r: Value = cat
+            .request("chat.join", json!({"room": "lobby", "name": "Cat"}))
+            .await
+            .unwrap();
+        let ids: Vec<_> = r["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["node"].clone(),
+                    m["seq"].clone(),
+                    m.get("client_id").cloned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            [
+                (json!(node), json!(1), Some(json!("page-1"))),
+                (json!(node), json!(2), None)
+            ]
+        );
+        // Another process's chat has another id.
+        assert_ne!(&*Chat::default().node, node.as_str());
     }
 }
