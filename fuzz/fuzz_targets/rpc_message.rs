@@ -18,7 +18,8 @@ use ws_rpc::{Router, RpcError};
 fn router() -> Router {
     Router::new()
         .method("add", |(a, b): (i64, i64), _cx| async move {
-            a.checked_add(b).ok_or_else(|| RpcError::invalid_params("overflow"))
+            a.checked_add(b)
+                .ok_or_else(|| RpcError::invalid_params("overflow"))
         })
         .method("echo", |p: Value, _cx| async move { Ok::<_, RpcError>(p) })
         .notification("log", |_: Value, _cx| async move {})
