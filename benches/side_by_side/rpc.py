@@ -3,7 +3,7 @@
 server, both single-threaded, the same `add` method and the same ticker,
 driven by `ws bench` (which verifies every answer).
 
-    python3 benches/side_by_side/rpc.py            # full run (~15 minutes)
+    python3 benches/side_by_side/rpc.py            # full run (~9 minutes)
     QUICK=1 python3 benches/side_by_side/rpc.py    # smoke run (~2 minutes)
 
 Rules as in run.sh: each server pinned to core 0, the generator to core 1
@@ -13,7 +13,9 @@ ws-rpc / jsonrpsee is the median of the per-round ratios.
 
 Cells:
 - calls: C connections x P calls in flight of `add [c, k]`: calls/s,
-  server CPU per call, latency.
+  server CPU per call, latency; and the floor (floor-echo: echoes 48-byte
+  text messages, about an `add` call's size, with no JSON and no
+  framework), what no server can go above.
 - fan-out: N connections subscribed to the ticker (100 items/s for
   1,000 subscribers, 10 items/s for 10,000: 100,000 deliveries a second
   either way): delivered items/s, server CPU per delivered item, delivery
@@ -71,6 +73,7 @@ SERVERS = {
     "jsonrpsee": ([os.path.join(PEERS, "jsonrpsee-rpc"), "--listen"], "subscribe_ticks"),
     "floor": ([os.path.join(PEERS, "floor-fanout"), "--listen"], "subscribe_ticks"),
     "ws-net": ([WS, "echo", "--threads", "1", "--listen"], None),
+    "floor-echo": ([os.path.join(PEERS, "floor-echo"), "--listen"], None),
 }
 
 
@@ -91,7 +94,7 @@ def build():
     t1 = time.time()
     env = dict(os.environ, CARGO_TARGET_DIR=PEER_TARGET)
     subprocess.run(["cargo", "build", "--release", "--bin", "ws-rpc-server", "--bin", "jsonrpsee-rpc",
-                    "--bin", "floor-fanout"],
+                    "--bin", "floor-fanout", "--bin", "floor-echo"],
                    cwd=HERE, env=env, check=True)
     return f"ws-cli {t1 - t0:.0f} s, servers {time.time() - t1:.0f} s (incremental)"
 
@@ -179,29 +182,39 @@ def main():
     out.append("")
 
     # Calls.
-    names = ["ws-rpc", "jsonrpsee"]
+    names = ["ws-rpc", "jsonrpsee", "floor-echo"]
     out.append("## Calls (`add`, every answer verified)\n")
-    out.append("| C | P | ws-rpc calls/s | jsonrpsee calls/s | ws-rpc / jsonrpsee (rounds) | server CPU µs/call ws-rpc, jsonrpsee | ratio | p99 µs ws-rpc, jsonrpsee | generator CPU % (ws-rpc run) |")
-    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    out.append("floor: floor-echo echoing 48-byte text messages under the same load "
+               "(no JSON, no framework): the most any server can do.\n")
+    out.append("| C | P | ws-rpc calls/s | jsonrpsee calls/s | ws-rpc / jsonrpsee (rounds) | floor / jsonrpsee (rounds) | server CPU µs/call ws-rpc, jsonrpsee, floor | ratio | p99 µs ws-rpc, jsonrpsee | generator CPU % (ws-rpc run) |")
+    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for c, p in CALL_CELLS:
         def one(name):
             s = Server(name)
             try:
                 log(f"calls C={c} P={p} {name}")
-                r = bench(s, ["--rpc", "-c", str(c), "-p", str(p), "-d", str(DURATION), "--warmup", str(WARMUP)])
+                load = ["-c", str(c), "-p", str(p), "-d", str(DURATION), "--warmup", str(WARMUP)]
+                if name == "floor-echo":
+                    r = bench(s, ["--text", "-s", "48"] + load)
+                    r["calls_per_s"] = r.get("msgs_per_s")
+                else:
+                    r = bench(s, ["--rpc"] + load)
             finally:
                 s.stop()
             r["server"] = name
             raw.append(r)
             return r
         res = rounds(names, one)
-        a, b = res["ws-rpc"], res["jsonrpsee"]
+        a, b, f = res["ws-rpc"], res["jsonrpsee"], res["floor-echo"]
+        fr = ratio_median(f, b, "calls_per_s")
+        cpu_f = median([x.get("server_cpu_us_per_op") for x in f])
         rr = ratio_median(a, b, "calls_per_s")
         cpu_a = median([x.get("server_cpu_us_per_op") for x in a])
         cpu_b = median([x.get("server_cpu_us_per_op") for x in b])
         out.append(
             f"| {c} | {p} | {fmt(median([x['calls_per_s'] for x in a]))} | {fmt(median([x['calls_per_s'] for x in b]))} | "
-            f"{rr[0]:.2f}× ({rr[1]:.2f}-{rr[2]:.2f}) | {fmt(cpu_a)}, {fmt(cpu_b)} | "
+            f"{rr[0]:.2f}× ({rr[1]:.2f}-{rr[2]:.2f}) | {fr[0]:.2f}× ({fr[1]:.2f}-{fr[2]:.2f}) | "
+            f"{fmt(cpu_a)}, {fmt(cpu_b)}, {fmt(cpu_f)} | "
             f"{(cpu_a / cpu_b) if cpu_a and cpu_b else float('nan'):.2f}× | "
             f"{fmt(median([x.get('lat_p99_us') for x in a]), 0)}, {fmt(median([x.get('lat_p99_us') for x in b]), 0)} | "
             f"{fmt(max(x.get('gen_cpu_pct') or 0 for x in a), 0)} |")
