@@ -63,6 +63,31 @@ impl WriteHalf {
         matches!(self, WriteHalf::Tcp(_))
     }
 
+    /// Write what the transport takes now, without a task to wake: Pending
+    /// when it takes nothing. A TCP socket is written directly (`send`, or
+    /// `writev` for several slices), outside tokio's cooperative budget: a
+    /// task that sends to thousands of connections in one poll (a
+    /// broadcast) spends that budget on its first 128 writes, after which
+    /// every `poll_write` of the task reports Pending, and each further
+    /// write would be left to the connection's driver task. Another
+    /// transport is polled with a waker that does nothing.
+    pub(crate) fn write_now(&mut self, bufs: &[IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+        let result = match self {
+            WriteHalf::Tcp(w) => match bufs {
+                [one] => w.try_write(one),
+                _ => w.try_write_vectored(bufs),
+            },
+            WriteHalf::Boxed(w) => {
+                let mut cx = Context::from_waker(std::task::Waker::noop());
+                return w.as_mut().poll_write_vectored(&mut cx, bufs);
+            }
+        };
+        match result {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Poll::Pending,
+            r => Poll::Ready(r),
+        }
+    }
+
     /// Give up the write half without shutting it down first: a TCP socket
     /// is closed (one `close`, which sends the FIN) once its read half is
     /// dropped too. Another transport is just dropped.

@@ -373,3 +373,36 @@ async fn a_client_handshake_over_a_unix_socket() {
     assert_eq!(next_message(&mut ws).await, Some(Message::text("unix")));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A task that sends to many connections in one poll (a broadcast) writes
+/// to each socket at once: tokio's cooperative budget, which makes a task's
+/// I/O report Pending after 128 operations in one poll, does not leave the
+/// rest of them to the connections' driver tasks.
+#[tokio::test]
+async fn a_send_to_many_connections_in_one_poll_writes_to_each_at_once() {
+    const N: usize = 300;
+    let (l, addr) = listener().await;
+    let mut writers = Vec::with_capacity(N);
+    let mut peers = Vec::with_capacity(N);
+    for _ in 0..N {
+        let (ws, peer) = tokio::join!(accept_one(&l), raw_client(addr));
+        writers.push(ws.split());
+        peers.push(peer);
+    }
+    // (An await before it gives this poll a fresh budget.)
+    tokio::task::yield_now().await;
+    let tick = PreparedMessage::new(Message::text("tick"));
+    for (_, w) in &writers {
+        w.try_send_prepared(&tick).unwrap();
+    }
+    let waiting = writers
+        .iter()
+        .filter(|(_, w)| w.buffered_amount() > 0)
+        .count();
+    assert_eq!(waiting, 0, "sends left to the driver tasks");
+    for peer in &mut peers {
+        let mut frame = [0u8; 6];
+        within(peer.read_exact(&mut frame)).await.unwrap();
+        assert_eq!(&frame, b"\x81\x04tick");
+    }
+}

@@ -281,7 +281,7 @@ impl Inner {
             // write rarely has more than a header and a payload.
             let mut slices = [std::io::IoSlice::new(&[]); DIRECT_SLICES];
             let n = out.chunks_vectored(&mut slices);
-            match Pin::new(&mut *io).poll_write_vectored(&mut cx, &slices[..n]) {
+            match io.write_now(&slices[..n]) {
                 Poll::Ready(Ok(0)) => {
                     self.io_error(std::io::ErrorKind::WriteZero.into());
                     return Written::Rest;
