@@ -64,22 +64,32 @@ impl WriteHalf {
     }
 
     /// Write what the transport takes now, without a task to wake: Pending
-    /// when it takes nothing. A TCP socket is written directly (`send`, or
-    /// `writev` for several slices), outside tokio's cooperative budget: a
-    /// task that sends to thousands of connections in one poll (a
-    /// broadcast) spends that budget on its first 128 writes, after which
-    /// every `poll_write` of the task reports Pending, and each further
-    /// write would be left to the connection's driver task. Another
-    /// transport is polled with a waker that does nothing.
-    pub(crate) fn write_now(&mut self, bufs: &[IoSlice<'_>]) -> Poll<std::io::Result<usize>> {
+    /// when it takes nothing.
+    ///
+    /// With `budgeted`, the write counts against tokio's cooperative budget
+    /// of the calling task, as `poll_write` does: a task that sends to
+    /// thousands of connections in one poll (a broadcast) writes to the
+    /// first ones (128 operations) itself and gets Pending for the rest,
+    /// which their connections' driver tasks then write. On a multi-thread
+    /// runtime that spreads a broadcast over the worker threads. On a
+    /// current-thread runtime there is no other thread: handing a write on
+    /// to a driver only adds a wake-up, so `budgeted` is false there and a
+    /// TCP socket is written directly (`send`, or `writev` for several
+    /// slices), outside the budget. Another transport is always polled
+    /// (with a waker that does nothing).
+    pub(crate) fn write_now(
+        &mut self,
+        bufs: &[IoSlice<'_>],
+        budgeted: bool,
+    ) -> Poll<std::io::Result<usize>> {
         let result = match self {
-            WriteHalf::Tcp(w) => match bufs {
+            WriteHalf::Tcp(w) if !budgeted => match bufs {
                 [one] => w.try_write(one),
                 _ => w.try_write_vectored(bufs),
             },
-            WriteHalf::Boxed(w) => {
+            _ => {
                 let mut cx = Context::from_waker(std::task::Waker::noop());
-                return w.as_mut().poll_write_vectored(&mut cx, bufs);
+                return Pin::new(self).poll_write_vectored(&mut cx, bufs);
             }
         };
         match result {

@@ -374,35 +374,68 @@ async fn a_client_handshake_over_a_unix_socket() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A task that sends to many connections in one poll (a broadcast) writes
-/// to each socket at once: tokio's cooperative budget, which makes a task's
-/// I/O report Pending after 128 operations in one poll, does not leave the
-/// rest of them to the connections' driver tasks.
-#[tokio::test]
-async fn a_send_to_many_connections_in_one_poll_writes_to_each_at_once() {
-    const N: usize = 300;
+/// `n` server connections, each with its raw peer.
+async fn many_connections(
+    n: usize,
+) -> (
+    Vec<(ws_net::WsReader, ws_net::WsWriter)>,
+    Vec<tokio::net::TcpStream>,
+) {
     let (l, addr) = listener().await;
-    let mut writers = Vec::with_capacity(N);
-    let mut peers = Vec::with_capacity(N);
-    for _ in 0..N {
+    let mut halves = Vec::with_capacity(n);
+    let mut peers = Vec::with_capacity(n);
+    for _ in 0..n {
         let (ws, peer) = tokio::join!(accept_one(&l), raw_client(addr));
-        writers.push(ws.split());
+        halves.push(ws.split());
         peers.push(peer);
     }
+    (halves, peers)
+}
+
+async fn each_peer_gets_a_tick(peers: &mut [tokio::net::TcpStream]) {
+    for peer in peers {
+        let mut frame = [0u8; 6];
+        within(peer.read_exact(&mut frame)).await.unwrap();
+        assert_eq!(&frame, b"\x81\x04tick");
+    }
+}
+
+/// On a current-thread runtime, a task that sends to many connections in
+/// one poll (a broadcast) writes to each socket itself: tokio's cooperative
+/// budget, which makes a task's I/O report Pending after 128 operations in
+/// one poll, does not hand the rest to the connections' driver tasks (there
+/// is no other thread to run them).
+#[tokio::test]
+async fn a_send_to_many_connections_in_one_poll_writes_to_each_at_once() {
+    let (halves, mut peers) = many_connections(300).await;
     // (An await before it gives this poll a fresh budget.)
     tokio::task::yield_now().await;
     let tick = PreparedMessage::new(Message::text("tick"));
-    for (_, w) in &writers {
+    for (_, w) in &halves {
         w.try_send_prepared(&tick).unwrap();
     }
-    let waiting = writers
+    let waiting = halves
         .iter()
         .filter(|(_, w)| w.buffered_amount() > 0)
         .count();
     assert_eq!(waiting, 0, "sends left to the driver tasks");
-    for peer in &mut peers {
-        let mut frame = [0u8; 6];
-        within(peer.read_exact(&mut frame)).await.unwrap();
-        assert_eq!(&frame, b"\x81\x04tick");
+    each_peer_gets_a_tick(&mut peers).await;
+}
+
+/// On a multi-thread runtime the same broadcast writes to the first
+/// connections itself and leaves the rest to their driver tasks, which the
+/// other worker threads run: every connection still gets its message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_to_many_connections_on_several_threads_reaches_each() {
+    let (halves, mut peers) = many_connections(300).await;
+    tokio::task::yield_now().await;
+    let tick = PreparedMessage::new(Message::text("tick"));
+    for (_, w) in &halves {
+        w.try_send_prepared(&tick).unwrap();
+    }
+    each_peer_gets_a_tick(&mut peers).await;
+    for (_, w) in &halves {
+        within(w.flush()).await.unwrap();
+        assert_eq!(w.buffered_amount(), 0);
     }
 }

@@ -140,6 +140,11 @@ pub(crate) struct Inner {
     pub(crate) io: Option<WriteHalf>,
     /// A direct write could not finish its flush: the driver must.
     pub(crate) flush_pending: bool,
+    /// Direct writes count against the sending task's cooperative budget,
+    /// so a broadcast leaves most of its writes to the connections' driver
+    /// tasks: true on a multi-thread runtime, where other worker threads
+    /// run them (see `WriteHalf::write_now`).
+    budgeted_writes: bool,
 }
 
 /// What a direct write left to do.
@@ -175,6 +180,7 @@ impl Shared {
                 unread: None,
                 io: Some(io),
                 flush_pending: false,
+                budgeted_writes: multi_thread_runtime(),
             }),
             notify: Notify::new(),
             config,
@@ -186,6 +192,12 @@ impl Shared {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// Whether the calling task runs on a multi-thread tokio runtime.
+fn multi_thread_runtime() -> bool {
+    tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread)
 }
 
 impl Inner {
@@ -281,7 +293,7 @@ impl Inner {
             // write rarely has more than a header and a payload.
             let mut slices = [std::io::IoSlice::new(&[]); DIRECT_SLICES];
             let n = out.chunks_vectored(&mut slices);
-            match io.write_now(&slices[..n]) {
+            match io.write_now(&slices[..n], self.budgeted_writes) {
                 Poll::Ready(Ok(0)) => {
                     self.io_error(std::io::ErrorKind::WriteZero.into());
                     return Written::Rest;
