@@ -449,6 +449,8 @@ def rpc_message():
         "subscribe": '{"jsonrpc":"2.0","method":"sub","id":3}',
         "unsubscribe": '{"jsonrpc":"2.0","method":"unsub","params":[12345],"id":4}',
         "ids": '{"jsonrpc":"2.0","method":"echo","params":[],"id":{"a":1}}',
+        # Found by the fuzzer: an id no double can hold was echoed back.
+        "id-out-of-range": '{"jss":[ 42, 23], "id": 333335e369633333333333333}',
         "escaped": '{"jsonrpc":"2.0","method":"\\u0061dd","params":[1,2],"id":"\\n"}',
     }
     for name, text in seeds.items():

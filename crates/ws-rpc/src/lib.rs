@@ -53,7 +53,7 @@
 //! | Code | Message | When |
 //! |---:|---|---|
 //! | -32700 | Parse error | the message is not JSON (id null) |
-//! | -32600 | Invalid Request | not a request object: `jsonrpc` not `"2.0"`, a method that is not a string or is longer than 256 bytes, `params` not an array or object, an id that is not a string, number or null (answered with the id when it could be read, else null); an empty batch; a subscription asked for in a notification |
+//! | -32600 | Invalid Request | not a request object: `jsonrpc` not `"2.0"`, a method that is not a string or is longer than 256 bytes, `params` not an array or object, an id that is not a string, number or null or is a number beyond the range of a double (answered with the id when it could be read, else null); an empty batch; a subscription asked for in a notification |
 //! | -32601 | Method not found | no such method, or a request for a method registered as a notification |
 //! | -32602 | Invalid params | the parameters do not decode into the handler's type; the message says what was wrong |
 //! | -32603 | Internal error | a result that does not serialize; a middleware's own error |

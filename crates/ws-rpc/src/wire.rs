@@ -73,7 +73,10 @@ impl Id {
     }
 
     /// An id read from the wire: a string, a number or null, else `None`
-    /// (§4: other types are not ids).
+    /// (§4: other types are not ids). A number beyond the range of a
+    /// double (`1e400`) is not taken either: its reply would carry it back,
+    /// and most JSON parsers (serde_json's among them) refuse such a number,
+    /// so the client could not read the answer to its call.
     pub(crate) fn from_raw(raw: &RawValue) -> Option<Self> {
         let text = raw.get();
         if text.len() > MAX_ID_LEN {
@@ -85,7 +88,10 @@ impl Id {
                 // A plain integer is kept as a number: it writes back the same.
                 match text.parse::<u64>() {
                     Ok(n) if n.to_string() == text => Some(Self(IdRepr::Num(n))),
-                    _ => Some(Self(IdRepr::Json(text.into()))),
+                    _ if text.parse::<f64>().is_ok_and(f64::is_finite) => {
+                        Some(Self(IdRepr::Json(text.into())))
+                    }
+                    _ => None,
                 }
             }
             _ => None,

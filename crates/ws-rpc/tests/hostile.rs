@@ -95,6 +95,7 @@ async fn ids_of_every_json_type() {
         "0",
         "null",
         "18446744073709551615",
+        "1e300",
     ] {
         let r = p
             .call(&format!(
@@ -104,7 +105,16 @@ async fn ids_of_every_json_type() {
         assert_eq!(r["id"], serde_json::from_str::<Value>(id).unwrap(), "{id}");
         assert_eq!(r["result"], json!([1]), "{id}");
     }
-    for id in ["true", "[1]", r#"{"a":1}"#] {
+    // Not ids: other types, and numbers no double can hold (the reply
+    // would carry them back to a client that cannot parse them).
+    for id in [
+        "true",
+        "[1]",
+        r#"{"a":1}"#,
+        "1e400",
+        "-1e400",
+        "333335e369633333333333333",
+    ] {
         let r = p
             .call(&format!(
                 r#"{{"jsonrpc":"2.0","method":"echo","params":[1],"id":{id}}}"#
