@@ -119,6 +119,15 @@ struct EntryState {
     cancelled: bool,
 }
 
+/// `timeout` from now. A timeout past what an `Instant` can hold (a
+/// caller's `Duration::MAX`, "never") is cut to about thirty years, as
+/// tokio's timer does.
+pub(crate) fn deadline_after(timeout: std::time::Duration) -> Instant {
+    const FAR: std::time::Duration = std::time::Duration::from_secs(30 * 365 * 86_400);
+    let now = Instant::now();
+    now.checked_add(timeout.min(FAR)).unwrap_or(now)
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // No code that can panic runs under these locks but a waker's clone or
     // drop; the state stays consistent even then.
@@ -585,7 +594,7 @@ impl Deadline {
     /// `timeout` from now; `reactor` as for [`Alarm::new`].
     pub(crate) fn after(timeout: std::time::Duration, reactor: bool) -> Self {
         Deadline {
-            at: Instant::now() + timeout,
+            at: deadline_after(timeout),
             reactor,
         }
     }

@@ -30,7 +30,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 pub use crate::clock::Elapsed;
-use crate::clock::{Alarm, Timeout};
+use crate::clock::{deadline_after, Alarm, Timeout};
 
 /// Wait until `deadline` has passed. Cancel-safe (dropping it cancels the
 /// wait).
@@ -38,9 +38,10 @@ pub async fn sleep_until(deadline: Instant) {
     Alarm::new(false).until(Some(deadline)).await
 }
 
-/// Wait for `duration`. Cancel-safe (dropping it cancels the wait).
+/// Wait for `duration` (`Duration::MAX`: about thirty years, as tokio's
+/// `sleep`). Cancel-safe (dropping it cancels the wait).
 pub async fn sleep(duration: Duration) {
-    sleep_until(Instant::now() + duration).await
+    sleep_until(deadline_after(duration)).await
 }
 
 /// `fut`'s output, or [`Elapsed`] if `deadline` passes first (then `fut` is
@@ -51,9 +52,10 @@ pub async fn timeout_at<F: Future>(deadline: Instant, fut: F) -> Result<F::Outpu
 }
 
 /// `fut`'s output, or [`Elapsed`] if it takes longer than `duration` (then
-/// `fut` is dropped). Cancel-safe if `fut` is.
+/// `fut` is dropped; `Duration::MAX` is about thirty years). Cancel-safe if
+/// `fut` is.
 pub async fn timeout<F: Future>(duration: Duration, fut: F) -> Result<F::Output, Elapsed> {
-    timeout_at(Instant::now() + duration, fut).await
+    timeout_at(deadline_after(duration), fut).await
 }
 
 #[cfg(test)]
@@ -91,6 +93,25 @@ mod tests {
             let r = timeout(Duration::from_secs(60), async { 7 }).await;
             assert_eq!(r, Ok(7));
             assert!(start.elapsed() < Duration::from_secs(5));
+        });
+    }
+
+    /// `Duration::MAX` ("never") is a deadline far away, not a panic.
+    #[test]
+    fn a_timeout_of_duration_max_never_fires() {
+        io_only().block_on(async {
+            assert_eq!(timeout(Duration::MAX, async { 3 }).await, Ok(3));
+            let mut never = std::pin::pin!(sleep(Duration::MAX));
+            let mut pending = std::pin::pin!(timeout(Duration::MAX, std::future::pending::<()>()));
+            for _ in 0..3 {
+                std::future::poll_fn(|cx| {
+                    assert!(never.as_mut().poll(cx).is_pending());
+                    assert!(pending.as_mut().poll(cx).is_pending());
+                    std::task::Poll::Ready(())
+                })
+                .await;
+                tokio::task::yield_now().await;
+            }
         });
     }
 

@@ -112,7 +112,7 @@ impl Connection {
         if self.state != State::Open || self.failed {
             let t = &mut self.timers;
             let since = *t.closing_since.get_or_insert(now);
-            if now >= since + self.config.close_timeout && !self.wants_transport_closed() {
+            if passed(now, since, self.config.close_timeout) && !self.wants_transport_closed() {
                 if self.state == State::Closed {
                     // Both close frames were exchanged; the peer did not
                     // close the transport in time (a client waits for the
@@ -137,24 +137,30 @@ impl Connection {
         }
         let c = &self.config;
         let mut next: Option<Instant> = None;
-        let mut at = |d: Instant| next = Some(next.map_or(d, |n| n.min(d)));
+        // A deadline past what an `Instant` can hold (a timeout of
+        // `Duration::MAX`) never comes.
+        let mut at = |d: Option<Instant>| {
+            if let Some(d) = d {
+                next = Some(next.map_or(d, |n| n.min(d)));
+            }
+        };
         if self.state == State::Open && !self.failed {
             if let Some(interval) = c.ping_interval {
                 match (t.ping_sent, t.received) {
-                    (Some(sent), _) => at(sent + c.ping_timeout),
-                    (None, Some(received)) => at(received + interval),
+                    (Some(sent), _) => at(sent.checked_add(c.ping_timeout)),
+                    (None, Some(received)) => at(received.checked_add(interval)),
                     (None, None) => {}
                 }
             }
             if let (Some(idle), Some(since)) = (c.idle_timeout, t.idle_since) {
-                at(since + idle);
+                at(since.checked_add(idle));
             }
         } else {
             match t.closing_since {
-                Some(since) => at(since + c.close_timeout),
+                Some(since) => at(since.checked_add(c.close_timeout)),
                 // The closing handshake started since the last call: its
                 // timeout starts at the next one.
-                None => at(t.now?),
+                None => at(t.now),
             }
         }
         next
@@ -178,13 +184,13 @@ impl Connection {
             if received >= sent {
                 // Anything from the peer answers a ping.
                 t.ping_sent = None;
-            } else if now >= sent + self.config.ping_timeout {
+            } else if passed(now, sent, self.config.ping_timeout) {
                 return Err(self.abort(ProtocolError::KeepaliveTimeout));
             } else {
                 return Ok(());
             }
         }
-        if now >= received + interval {
+        if passed(now, received, interval) {
             let payload = rand::random::<[u8; 8]>();
             t.ping_payload = Some(payload);
             t.ping_sent = Some(now);
@@ -203,7 +209,7 @@ impl Connection {
             t.idle_since = Some(now);
         }
         let since = *t.idle_since.get_or_insert(now);
-        if now >= since + idle {
+        if passed(now, since, idle) {
             // Cannot fail: the connection is open.
             let _ = self.close(Some(CloseFrame::new(CloseCode::GOING_AWAY, "idle timeout")));
         }
@@ -214,4 +220,10 @@ impl Connection {
     pub(super) fn is_keepalive_pong(&mut self, payload: &[u8]) -> bool {
         self.timers.take_pong(payload)
     }
+}
+
+/// Whether `timeout` from `since` has passed at `now`. A timeout that
+/// reaches past what an `Instant` can hold (`Duration::MAX`) never passes.
+fn passed(now: Instant, since: Instant, timeout: Duration) -> bool {
+    since.checked_add(timeout).is_some_and(|end| now >= end)
 }

@@ -269,3 +269,43 @@ fn a_protocol_error_is_sticky() {
     assert_eq!(conn.poll_event(), Ok(None));
     assert_eq!(conn.failure(), Some(&ProtocolError::UnmaskedFrame));
 }
+
+/// Timeouts of `Duration::MAX` (a user's "never") reach past what an
+/// `Instant` can hold: they never fire, and nothing panics.
+#[test]
+fn timeouts_of_duration_max_never_fire() {
+    let config = Config {
+        ping_interval: Some(Duration::MAX),
+        ping_timeout: Duration::MAX,
+        idle_timeout: Some(Duration::MAX),
+        close_timeout: Duration::MAX,
+        ..Config::default()
+    };
+    for role in BOTH {
+        let (mut conn, t0) = started(role, config.clone());
+        assert_eq!(conn.poll_timeout(), None);
+        conn.handle_timeout(t0 + secs(1e6));
+        assert_eq!(drain(&mut conn), [], "no ping");
+        assert_eq!(conn.state(), State::Open);
+        // While closing: the close timeout never ends it.
+        conn.close(None).unwrap();
+        drain(&mut conn);
+        conn.handle_timeout(t0 + secs(2e6));
+        assert_eq!(conn.poll_timeout(), None);
+        conn.handle_timeout(t0 + secs(3e6));
+        assert_eq!(conn.failure(), None);
+        assert!(!conn.wants_transport_closed());
+    }
+    // A ping in flight whose answer may take forever.
+    let config = Config {
+        ping_interval: Some(secs(1.0)),
+        ping_timeout: Duration::MAX,
+        ..Config::default()
+    };
+    let (mut conn, t0) = started(Role::Server, config);
+    conn.handle_timeout(t0 + secs(1.0));
+    sent_ping(Role::Server, &mut conn);
+    assert_eq!(conn.poll_timeout(), None);
+    conn.handle_timeout(t0 + secs(1e6));
+    assert_eq!(conn.failure(), None);
+}
