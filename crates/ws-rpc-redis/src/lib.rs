@@ -215,6 +215,24 @@ pub struct Options {
     pub list_timeout: Duration,
 }
 
+impl Options {
+    /// The options as the node uses them: at least one item in the queue
+    /// and per batch; timers of at least 10 ms (zero would spin, or panic,
+    /// for an interval) and at most a year (tokio's timer arithmetic
+    /// overflows on `Duration::MAX`); the refresh at most a third of the
+    /// TTL.
+    fn bounded(mut self) -> Self {
+        self.queue_items = self.queue_items.max(1);
+        self.batch = self.batch.max(1);
+        let floor = Duration::from_millis(10);
+        let ceiling = Duration::from_secs(365 * 86_400);
+        self.counts_ttl = self.counts_ttl.clamp(floor * 3, ceiling);
+        self.counts_refresh = self.counts_refresh.min(self.counts_ttl / 3).max(floor);
+        self.health_interval = self.health_interval.clamp(floor, ceiling);
+        self
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Self {
@@ -548,17 +566,7 @@ impl RedisRooms {
             .unwrap_or_else(|| format!("node-{}", std::process::id()));
         let node: Arc<str> = format!("{label}/{:08x}", rand::random::<u32>()).into();
         let node_json = serde_json::to_string(&*node).expect("a string serializes");
-        let mut options = options;
-        options.queue_items = options.queue_items.max(1);
-        options.batch = options.batch.max(1);
-        // Timers of zero would spin (or panic, for an interval).
-        let floor = Duration::from_millis(10);
-        options.counts_ttl = options.counts_ttl.max(floor * 3);
-        options.counts_refresh = options
-            .counts_refresh
-            .min(options.counts_ttl / 3)
-            .max(floor);
-        options.health_interval = options.health_interval.max(floor);
+        let options = options.bounded();
         let (queue, rx) = mpsc::channel(options.queue_items);
         let room_prefix = format!("{}room:", options.prefix);
         let inner = Arc::new(Inner {
@@ -737,5 +745,45 @@ impl Rooms for RedisRooms {
 
     fn list(&self) -> BoxFuture<'_, Vec<RoomInfo>> {
         Box::pin(tasks::list(self.inner.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_at_the_extremes_are_bounded() {
+        let b = Options {
+            queue_items: 0,
+            batch: 0,
+            counts_ttl: Duration::MAX,
+            counts_refresh: Duration::MAX,
+            health_interval: Duration::MAX,
+            ..Options::default()
+        }
+        .bounded();
+        let year = Duration::from_secs(365 * 86_400);
+        assert_eq!((b.queue_items, b.batch), (1, 1));
+        assert_eq!(b.counts_ttl, year);
+        assert_eq!(b.counts_refresh, year / 3);
+        assert_eq!(b.health_interval, year);
+        let b = Options {
+            counts_ttl: Duration::ZERO,
+            counts_refresh: Duration::ZERO,
+            health_interval: Duration::ZERO,
+            ..Options::default()
+        }
+        .bounded();
+        assert_eq!(b.counts_ttl, Duration::from_millis(30));
+        assert_eq!(b.counts_refresh, Duration::from_millis(10));
+        assert_eq!(b.health_interval, Duration::from_millis(10));
+        // The defaults are kept.
+        let d = Options::default();
+        let b = d.clone().bounded();
+        assert_eq!(
+            (b.counts_ttl, b.counts_refresh, b.health_interval),
+            (d.counts_ttl, d.counts_refresh, d.health_interval)
+        );
     }
 }

@@ -43,10 +43,12 @@ impl Backoff {
         }
     }
 
+    /// The next delay: doubling up to `max`, ±25 %. Any `max` (up to
+    /// `Duration::MAX`) gives a delay, never an overflow.
     fn delay(&mut self) -> Duration {
         let d = self.next;
-        self.next = (d * 2).min(self.max);
-        d.mul_f64(rand::random_range(0.75..=1.25))
+        self.next = d.saturating_mul(2).min(self.max);
+        Duration::try_from_secs_f64(d.as_secs_f64() * rand::random_range(0.75..=1.25)).unwrap_or(d)
     }
 
     fn reset(&mut self) {
@@ -724,4 +726,30 @@ pub(crate) async fn list(inner: Arc<Inner>) -> Vec<RoomInfo> {
         .collect();
     list.sort_by(|a, b| a.name.cmp(&b.name));
     list
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Doubling without a cap (`backoff_max` of `Duration::MAX`) never
+    /// overflows.
+    #[test]
+    fn backoff_without_a_cap_saturates() {
+        let initial = Duration::from_millis(100);
+        let mut b = Backoff {
+            next: initial,
+            initial,
+            max: Duration::MAX,
+        };
+        let mut last = Duration::ZERO;
+        for _ in 0..100 {
+            let d = b.delay();
+            assert!(d >= Duration::from_millis(75));
+            last = d;
+        }
+        assert!(last > Duration::from_secs(1 << 60), "{last:?}");
+        b.reset();
+        assert!(b.delay() <= Duration::from_millis(125));
+    }
 }

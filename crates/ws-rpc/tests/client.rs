@@ -343,3 +343,25 @@ fn backoff_grows_caps_and_jitters() {
     assert_eq!(exact.delay(2), Duration::from_secs(4));
     assert_eq!(exact.delay(9), Duration::from_secs(5));
 }
+
+/// Settings at their extremes give delays, never a panic: a `max` of
+/// `Duration::MAX` ("no cap"), a huge or non-numeric factor or jitter.
+#[test]
+fn backoff_at_the_extremes_still_gives_a_delay() {
+    let mut b = Backoff::default();
+    b.max = Duration::MAX;
+    b.factor = 1e300;
+    for attempt in [0, 1, 5, 64, u32::MAX] {
+        assert!(b.delay(attempt) >= Duration::from_millis(500), "{attempt}");
+    }
+    b.factor = f64::NAN;
+    b.jitter = f64::NAN;
+    assert_eq!(b.delay(3), Duration::from_secs(1));
+    b.factor = f64::INFINITY;
+    b.jitter = 1.0;
+    assert!(b.delay(2) > Duration::ZERO);
+    b.initial = Duration::MAX;
+    b.factor = 2.0;
+    b.jitter = 0.0;
+    assert!(b.delay(0) > Duration::from_secs(1 << 60));
+}

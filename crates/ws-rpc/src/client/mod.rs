@@ -79,16 +79,38 @@ impl Default for Backoff {
 
 impl Backoff {
     /// The delay before attempt `attempt` (0-based), jitter included.
+    ///
+    /// Any settings give a delay: a factor or jitter that is not a number
+    /// counts as 1 and 0, and a delay beyond what a `Duration` holds is
+    /// `max`.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// let mut b = ws_rpc::Backoff::default();
+    /// b.jitter = 0.0;
+    /// assert_eq!(b.delay(0), Duration::from_secs(1));
+    /// assert_eq!(b.delay(1), Duration::from_secs(2));
+    /// assert_eq!(b.delay(9), Duration::from_secs(5));
+    /// ```
     pub fn delay(&self, attempt: u32) -> Duration {
-        let base = self.initial.as_secs_f64() * self.factor.powi(attempt.min(64) as i32);
+        let factor = if self.factor.is_nan() {
+            1.0
+        } else {
+            self.factor
+        };
+        let base = self.initial.as_secs_f64() * factor.powi(attempt.min(64) as i32);
         let base = base.min(self.max.as_secs_f64());
-        let jitter = self.jitter.clamp(0.0, 1.0);
+        let jitter = if self.jitter.is_nan() {
+            0.0
+        } else {
+            self.jitter.clamp(0.0, 1.0)
+        };
         let spread = if jitter > 0.0 {
             rand::random_range(-jitter..=jitter)
         } else {
             0.0
         };
-        Duration::from_secs_f64((base * (1.0 + spread)).max(0.0))
+        Duration::try_from_secs_f64((base * (1.0 + spread)).max(0.0)).unwrap_or(self.max)
     }
 }
 
