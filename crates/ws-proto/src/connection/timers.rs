@@ -113,12 +113,16 @@ impl Connection {
             let t = &mut self.timers;
             let since = *t.closing_since.get_or_insert(now);
             if passed(now, since, self.config.close_timeout) && !self.wants_transport_closed() {
-                if self.state == State::Closed {
-                    // Both close frames were exchanged; the peer did not
-                    // close the transport in time (a client waits for the
-                    // server to, §7.1.1).
+                if self.state == State::Closed && self.buffered_amount() == 0 {
+                    // Both close frames were exchanged and ours is written;
+                    // the peer did not close the transport in time (a
+                    // client waits for the server to, §7.1.1).
                     self.timers.linger_over = true;
                 } else {
+                    // Still closing, or closed with bytes the peer has not
+                    // read in time (our close among them): drop them, or
+                    // the deadline would stay passed while the I/O layer
+                    // waits for a peer that never reads.
                     self.abort(ProtocolError::CloseTimeout);
                 }
             }
@@ -181,8 +185,12 @@ impl Connection {
         let t = &mut self.timers;
         let received = *t.received.get_or_insert(now);
         if let Some(sent) = t.ping_sent {
-            if received >= sent {
-                // Anything from the peer answers a ping.
+            if received > sent {
+                // Anything from the peer after the ping answers it. (Not
+                // bytes of the very instant it was sent: with a ping
+                // interval of zero, each call at one instant would
+                // otherwise take the last bytes as the answer and ping
+                // again, without end.)
                 t.ping_sent = None;
             } else if passed(now, sent, self.config.ping_timeout) {
                 return Err(self.abort(ProtocolError::KeepaliveTimeout));

@@ -259,6 +259,29 @@ fn a_client_stops_waiting_for_the_servers_end_of_file() {
     assert_eq!(conn.poll_event(), Ok(None));
 }
 
+/// The peer closed, our answer is queued, and the peer never reads it: at
+/// the close timeout the connection drops it and asks for the transport to
+/// be closed, rather than leaving a deadline that stays passed (an I/O
+/// layer waiting on it would spin).
+#[test]
+fn an_unread_close_answer_is_dropped_at_the_close_timeout() {
+    for role in BOTH {
+        let (mut conn, t0) = started(role, Config::default());
+        conn.send(Message::text("queued, never read")).unwrap();
+        conn.receive_data(&peer_frame(role, 0x88, &1000u16.to_be_bytes()));
+        poll_all(&mut conn);
+        assert_eq!(conn.state(), State::Closed);
+        assert!(conn.buffered_amount() > 0, "our answer waits");
+        conn.handle_timeout(t0 + secs(1.0));
+        assert_eq!(conn.poll_timeout(), Some(t0 + secs(11.0)));
+        conn.handle_timeout(t0 + secs(11.0));
+        assert!(conn.wants_transport_closed());
+        assert_eq!(conn.poll_timeout(), None);
+        assert_eq!(conn.failure(), Some(&ProtocolError::CloseTimeout));
+        assert_eq!(conn.buffered_amount(), 0);
+    }
+}
+
 #[test]
 fn a_protocol_error_is_sticky() {
     let role = Role::Server;
@@ -308,4 +331,39 @@ fn timeouts_of_duration_max_never_fire() {
     assert_eq!(conn.poll_timeout(), None);
     conn.handle_timeout(t0 + secs(1e6));
     assert_eq!(conn.failure(), None);
+}
+
+/// Timers of zero: each `handle_timeout` at one instant makes progress (a
+/// ping, then its timeout; the idle close, then the close timeout), so a
+/// driver that calls it whenever the deadline has passed never spins.
+#[test]
+fn timers_of_zero_do_not_spin_at_one_instant() {
+    let zero = Duration::ZERO;
+    for (interval, idle) in [
+        (Some(zero), None),
+        (None, Some(zero)),
+        (Some(zero), Some(zero)),
+    ] {
+        for role in BOTH {
+            let config = Config {
+                ping_interval: interval,
+                ping_timeout: zero,
+                idle_timeout: idle,
+                close_timeout: zero,
+                ..Config::default()
+            };
+            let mut conn = Connection::new(role, config);
+            let t0 = Instant::now();
+            let mut calls = 0;
+            loop {
+                conn.handle_timeout(t0);
+                calls += 1;
+                match conn.poll_timeout() {
+                    Some(d) if d <= t0 => assert!(calls < 5, "{interval:?} {idle:?}: spins"),
+                    _ => break,
+                }
+            }
+            assert!(conn.failure().is_some() || conn.state() != State::Open);
+        }
+    }
 }
