@@ -26,7 +26,7 @@ cd "$here"
 export RUSTC_BOOTSTRAP=1
 export CARGO_TERM_COLOR=never
 
-all_targets="frame_decoder handshake_request handshake_response server_connection roundtrip deflate rpc_message"
+all_targets="frame_decoder handshake_request handshake_response server_connection roundtrip deflate rpc_message timers"
 read -r -a targets <<<"${FUZZ_TARGETS:-$all_targets}"
 target_dir="${FUZZ_TARGET_DIR:-$HOME/.cache/ws-fuzz-target}"
 sanitizer="${FUZZ_SANITIZER:-none}"
