@@ -19,7 +19,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use ws_proto::{CloseCode, CloseFrame, ProtocolError, Role, State};
 
-use crate::clock::{Alarm, Deadline};
+use crate::clock::{deadline_after, Alarm, Deadline};
 use crate::conn::{Inner, Shared, MAX_SLICES};
 use crate::error::Error;
 use crate::transport::{ReadHalf, WriteHalf};
@@ -54,6 +54,9 @@ pub(crate) async fn drive(shared: Arc<Shared>) {
     // runtime has a reactor, which can then keep the clock.
     let tcp = shared.lock().io.as_ref().is_some_and(WriteHalf::is_tcp);
     let mut alarm = Alarm::new(tcp);
+    // Once the protocol is done with bytes of ours still unwritten: how
+    // long the peer has to take them.
+    let mut drain_by: Option<Instant> = None;
     loop {
         let mut deadline: Option<Instant> = None;
         let step = {
@@ -61,7 +64,7 @@ pub(crate) async fn drive(shared: Arc<Shared>) {
             if unread.is_none() {
                 unread = inner.unread.take();
             }
-            let step = plan(&mut inner, &mut deadline, &mut batch);
+            let step = plan(&mut inner, &mut deadline, &mut batch, &mut drain_by);
             match step {
                 Step::Wait => {
                     if let Some(w) = io.take() {
@@ -125,7 +128,12 @@ pub(crate) async fn drive(shared: Arc<Shared>) {
 }
 
 /// Decide the next step: timers, graceful close, and taking queued bytes.
-fn plan(inner: &mut Inner, deadline: &mut Option<Instant>, batch: &mut VecDeque<Bytes>) -> Step {
+fn plan(
+    inner: &mut Inner,
+    deadline: &mut Option<Instant>,
+    batch: &mut VecDeque<Bytes>,
+    drain_by: &mut Option<Instant>,
+) -> Step {
     if inner.broken() {
         return Step::Finish(inner.fatal.clone());
     }
@@ -145,8 +153,18 @@ fn plan(inner: &mut Inner, deadline: &mut Option<Instant>, batch: &mut VecDeque<
         // The peer is gone or does not read: what is unwritten is dropped.
         return Step::Finish(Some(Error::Protocol(e.clone())));
     }
-    if inner.core.wants_transport_closed() && batch.is_empty() {
-        return Step::Finish(None);
+    if inner.core.wants_transport_closed() {
+        if batch.is_empty() {
+            return Step::Finish(None);
+        }
+        // The connection took these bytes as written when they left it for
+        // the batch; a peer that does not read them (our answer to its
+        // close among them) gets one more close timeout, not for ever.
+        let by = *drain_by.get_or_insert_with(|| deadline_after(inner.core.config().close_timeout));
+        if Instant::now() >= by {
+            return Step::Finish(Some(Error::Protocol(ProtocolError::CloseTimeout)));
+        }
+        *deadline = Some(by);
     }
     let out = inner.core.transmit();
     while out.has_remaining() {

@@ -245,3 +245,52 @@ fn a_server_and_a_client_run_on_a_runtime_without_a_timer() {
         drop(silent);
     });
 }
+
+/// A peer that sends its close frame and then never reads: our answer
+/// (behind what was already queued) cannot be written, and the connection
+/// is dropped at the close timeout instead of waiting on the write for
+/// ever.
+#[tokio::test]
+async fn a_peer_that_closes_and_never_reads_is_dropped_at_the_close_timeout() {
+    let (l, addr) = listener().await;
+    let mut config = Config::default();
+    config.protocol.close_timeout = Duration::from_millis(300);
+    config.write_buffer_limit = 64 * 1024;
+    let server = tokio::spawn(async move {
+        let (tcp, _) = l.accept().await.unwrap();
+        ws_net::server::accept(tcp, config).await.unwrap()
+    });
+    let mut client = raw_client(addr).await;
+    let (mut reader, writer) = within(server).await.unwrap().split();
+    // Fill the socket and then the write buffer: the peer reads nothing.
+    let chunk = bytes::Bytes::from(vec![0u8; 32 * 1024]);
+    let mut sent = 0;
+    while writer.try_send(Message::Binary(chunk.clone())).is_ok() {
+        sent += 1;
+        assert!(sent < 100_000, "the buffer never filled");
+    }
+    // The peer's close frame: masked, code 1000.
+    client
+        .write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8])
+        .await
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        match within(reader.recv()).await {
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+            Some(Ok(_)) => {}
+        }
+    }
+    within(writer.closed()).await;
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(250), "{took:?}");
+    assert!(
+        matches!(
+            writer.error(),
+            Some(Error::Protocol(ProtocolError::CloseTimeout))
+        ),
+        "{:?}",
+        writer.error()
+    );
+    drop(client);
+}
