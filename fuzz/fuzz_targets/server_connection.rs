@@ -26,7 +26,8 @@ use ws_proto::{
     SendError, State,
 };
 use ws_proto_fuzz::{
-    check_own_output, code_is_sendable, Blob, EventChecker, Knobs, WireChecker, WireMessage,
+    check_own_output, client_frame, code_is_sendable, Blob, EventChecker, Knobs, WireChecker,
+    WireMessage,
 };
 
 /// The client's opening handshake of RFC 6455 §1.2.
@@ -124,31 +125,6 @@ impl Op {
             Op::Other(b) => b & 0x0f,
         }
     }
-}
-
-/// Encode a client frame by hand (not with ws_proto's encoder).
-fn client_frame(fin: bool, rsv: u8, opcode: u8, mask: Option<[u8; 4]>, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![u8::from(fin) << 7 | (rsv & 7) << 4 | (opcode & 0x0f)];
-    let m = if mask.is_some() { 0x80 } else { 0 };
-    match payload.len() {
-        n @ 0..=125 => out.push(m | n as u8),
-        n @ 126..=0xffff => {
-            out.push(m | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(m | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    match mask {
-        Some(k) => {
-            out.extend_from_slice(&k);
-            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ k[i % 4]));
-        }
-        None => out.extend_from_slice(payload),
-    }
-    out
 }
 
 struct Harness {

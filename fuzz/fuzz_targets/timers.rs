@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use ws_proto::{Config, Connection, Message, ProtocolError, Role, State};
-use ws_proto_fuzz::{Blob, EventChecker, WireChecker};
+use ws_proto_fuzz::{client_frame, Blob, EventChecker, WireChecker};
 
 /// A duration from the fuzzer: mostly short, sometimes huge.
 #[derive(Debug, Clone, Copy, Arbitrary)]
@@ -75,30 +75,10 @@ enum Step {
     Eof,
 }
 
-/// A frame from the peer: masked when we are the server (§5.3).
+/// A final frame from the peer: masked when we are the server (§5.3).
 fn peer_frame(we_are: Role, opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x80 | opcode];
-    let masked = we_are == Role::Server;
-    let bit = if masked { 0x80 } else { 0 };
-    match payload.len() {
-        n @ 0..=125 => out.push(bit | n as u8),
-        n @ 126..=0xffff => {
-            out.push(bit | 126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(bit | 127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    let key = [0x11, 0x22, 0x33, 0x44];
-    if masked {
-        out.extend_from_slice(&key);
-        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
-    } else {
-        out.extend_from_slice(payload);
-    }
-    out
+    let mask = (we_are == Role::Server).then_some([0x11, 0x22, 0x33, 0x44]);
+    client_frame(true, 0, opcode, mask, payload)
 }
 
 struct Run {

@@ -694,3 +694,35 @@ pub fn check_own_output(wire: &WireChecker, events: &EventChecker, conn: &Connec
         "close frame on the wire vs close_info().sent"
     );
 }
+
+/// Encode a frame by hand (not with ws_proto's encoder): masked with
+/// `mask` (a client's frame, §5.3) or not.
+pub fn client_frame(
+    fin: bool,
+    rsv: u8,
+    opcode: u8,
+    mask: Option<[u8; 4]>,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut out = vec![u8::from(fin) << 7 | (rsv & 7) << 4 | (opcode & 0x0f)];
+    let m = if mask.is_some() { 0x80 } else { 0 };
+    match payload.len() {
+        n @ 0..=125 => out.push(m | n as u8),
+        n @ 126..=0xffff => {
+            out.push(m | 126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(m | 127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    match mask {
+        Some(k) => {
+            out.extend_from_slice(&k);
+            out.extend(payload.iter().enumerate().map(|(i, b)| b ^ k[i % 4]));
+        }
+        None => out.extend_from_slice(payload),
+    }
+    out
+}
