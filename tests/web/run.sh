@@ -93,44 +93,17 @@ if [ -n "$WS_BIN" ] && [ ! -x "$WS_BIN" ]; then
 fi
 export WS_BIN
 
-# npm_package SUITE DIR PACKAGE MAJOR: PACKAGE@MAJOR from npm in DIR, unless
-# already there (or WS_INTEROP_UPGRADE=1).
-npm_package() {
-  local suite=$1 dir=$2 package=$3 major=$4
-  if [ "${WS_INTEROP_UPGRADE:-0}" != 1 ] &&
-    node -e 'process.exit(require(process.argv[1]).version.startsWith(process.argv[2] + ".") ? 0 : 1)' \
-      "$dir/node_modules/$package/package.json" "$major" 2>/dev/null; then
-    return 0
-  fi
-  command -v npm >/dev/null || { fail "web/$suite/setup: npm not found"; return 1; }
-  log "installing $package@$major from npm into $dir"
-  mkdir -p "$dir"
-  timeout "$install_limit" npm install --prefix "$dir" --no-audit --no-fund --loglevel=error "$package@$major" >&2 ||
-    { fail "web/$suite/setup: npm install $package@$major failed"; return 1; }
-}
+# npm_package and chromium_with_playwright.
+# shellcheck source=../setup.sh
+source "$here/../setup.sh"
 
 setup_node() {
   command -v node >/dev/null || { fail "web/node/setup: node not found"; return 1; }
-  npm_package node "$node_dir" ws 8
+  npm_package web/node "$node_dir" ws 8
 }
 
 setup_chromium() {
-  command -v node >/dev/null || { fail "web/chromium/setup: node not found"; return 1; }
-  if [ ! -x "$chromium_bin" ]; then
-    command -v apt-get >/dev/null ||
-      { fail "web/chromium/setup: $chromium_bin is missing and there is no apt-get to install it"; return 1; }
-    [ "$(id -u)" -eq 0 ] ||
-      { fail "web/chromium/setup: $chromium_bin is missing; installing it with apt-get needs root"; return 1; }
-    log "installing Debian's chromium package (apt-get, up to ${apt_limit} s per step)"
-    timeout "$apt_limit" apt-get update >&2 ||
-      { fail "web/chromium/setup: apt-get update failed"; return 1; }
-    DEBIAN_FRONTEND=noninteractive timeout "$apt_limit" \
-      apt-get install -y --no-install-recommends chromium >&2 ||
-      { fail "web/chromium/setup: apt-get install chromium failed"; return 1; }
-    [ -x "$chromium_bin" ] ||
-      { fail "web/chromium/setup: apt-get installed chromium but $chromium_bin is not there"; return 1; }
-  fi
-  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm_package chromium "$playwright_dir" playwright-core 1
+  chromium_with_playwright web/chromium
 }
 
 # ---- the client's tests under node --test ---------------------------------------
