@@ -144,6 +144,25 @@ impl Utf8Bytes {
         self.0
     }
 
+    /// The part of this text that `subset` (a slice of [`as_str`](Self::as_str))
+    /// covers, sharing its memory. `None` when `subset` does not lie
+    /// within it.
+    ///
+    /// ```
+    /// use ws_proto::Utf8Bytes;
+    /// let text = Utf8Bytes::from("é, then more");
+    /// let word = text.slice_ref(&text.as_str()[4..8]).unwrap();
+    /// assert_eq!(word, "then");
+    /// assert!(text.slice_ref("then").is_none());
+    /// ```
+    pub fn slice_ref(&self, subset: &str) -> Option<Self> {
+        let start = (subset.as_ptr() as usize).checked_sub(self.0.as_ptr() as usize)?;
+        let end = start.checked_add(subset.len())?;
+        // A `&str` starts and ends on character boundaries, so the part of
+        // valid text it covers is valid text.
+        (end <= self.0.len()).then(|| Self(self.0.slice(start..end)))
+    }
+
     /// Wrap bytes that the caller has already validated as a whole.
     pub(crate) fn from_validated(bytes: Bytes) -> Self {
         debug_assert!(std::str::from_utf8(&bytes).is_ok());

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use ws_net::{Role, WebSocket, WsReader};
 
 use crate::server::connection::{context, Connection};
@@ -66,7 +65,10 @@ impl Harness {
 
     /// Handle one message: its answer, if it gets one.
     pub fn message(&mut self, text: &[u8]) -> Option<String> {
-        let fut = self.conn.handle(Bytes::copy_from_slice(text))?;
+        let fut = match std::str::from_utf8(text) {
+            Ok(text) => self.conn.handle(ws_net::Utf8Bytes::from(text))?,
+            Err(_) => crate::server::connection::parse_error(),
+        };
         self.rt.block_on(fut).text
     }
 }

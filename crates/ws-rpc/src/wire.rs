@@ -6,10 +6,10 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use bytes::Bytes;
 use serde::de::{Deserialize, Deserializer};
 use serde::Serialize;
 use serde_json::value::RawValue;
+use ws_net::Utf8Bytes;
 
 use crate::error::RpcError;
 
@@ -85,9 +85,12 @@ impl Id {
         match text.as_bytes().first()? {
             b'"' | b'n' => Some(Self(IdRepr::Json(text.into()))),
             b'-' | b'0'..=b'9' => {
-                // A plain integer is kept as a number: it writes back the same.
+                // A plain integer is kept as a number: it writes back the same
+                // (digits only, no leading zero: `007` and `-0` stay text).
+                let plain = text.bytes().all(|b| b.is_ascii_digit())
+                    && (text.len() == 1 || !text.starts_with('0'));
                 match text.parse::<u64>() {
-                    Ok(n) if n.to_string() == text => Some(Self(IdRepr::Num(n))),
+                    Ok(n) if plain => Some(Self(IdRepr::Num(n))),
                     _ if text.parse::<f64>().is_ok_and(f64::is_finite) => {
                         Some(Self(IdRepr::Json(text.into())))
                     }
@@ -95,6 +98,14 @@ impl Id {
                 }
             }
             _ => None,
+        }
+    }
+
+    /// The length of [`as_json`](Self::as_json).
+    pub(crate) fn json_len(&self) -> usize {
+        match &self.0 {
+            IdRepr::Num(n) => itoa::Buffer::new().format(*n).len(),
+            IdRepr::Json(s) => s.len(),
         }
     }
 
@@ -125,11 +136,10 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::
     <&RawValue>::deserialize(d).map(Some)
 }
 
-/// The members of a request or response object, unread.
+/// The members of a response object or a notification (as a client reads
+/// them), unread.
 #[derive(serde::Deserialize)]
 pub(crate) struct RawObject<'a> {
-    #[serde(borrow, default, deserialize_with = "present")]
-    pub(crate) jsonrpc: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     pub(crate) method: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
@@ -140,6 +150,87 @@ pub(crate) struct RawObject<'a> {
     pub(crate) result: Option<&'a RawValue>,
     #[serde(borrow, default, deserialize_with = "present")]
     pub(crate) error: Option<&'a RawValue>,
+}
+
+/// The members of a request object: `jsonrpc` and `method` read as the
+/// strings they should be, `params` and `id` kept unread.
+#[derive(serde::Deserialize)]
+struct RequestObject<'a> {
+    #[serde(borrow, default)]
+    jsonrpc: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    method: Option<Text<'a>>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    params: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+    // Members a request does not have, accepted (and checked to be JSON)
+    // as any other unknown member is.
+}
+
+/// A member that should be a string: its text when it is one (borrowed
+/// unless it had escapes), else `NotText`.
+enum Text<'a> {
+    Str(Cow<'a, str>),
+    NotText,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text::Str(Cow::Owned(v)))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Text::NotText)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Text::NotText)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Text::NotText)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Text::NotText)
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Text::NotText)
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(Text::NotText)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Text::NotText)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Text::NotText)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+impl<'a> Text<'a> {
+    fn into_str(self) -> Option<Cow<'a, str>> {
+        match self {
+            Text::Str(s) => Some(s),
+            Text::NotText => None,
+        }
+    }
 }
 
 /// A well-formed request or notification, borrowing the message.
@@ -167,18 +258,20 @@ pub(crate) enum Incoming<'a> {
 
 /// Read one message. A first byte of `[` is a batch; anything else is one
 /// request. Invalid JSON anywhere is a parse error (§6: a batch that does
-/// not parse gets one answer).
-pub(crate) fn parse_incoming(text: &[u8]) -> Incoming<'_> {
-    match text.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'[') => match serde_json::from_slice::<Vec<&RawValue>>(text) {
+/// not parse gets one answer). The text is known to be UTF-8 (a text frame's
+/// payload, checked by the WebSocket layer), so the parser checks it no
+/// more.
+pub(crate) fn parse_incoming(text: &str) -> Incoming<'_> {
+    match first_byte(text) {
+        Some(b'[') => match serde_json::from_str::<Vec<&RawValue>>(text) {
             Ok(items) if items.is_empty() => Incoming::EmptyBatch,
             Ok(items) => Incoming::Batch(items.into_iter().map(parse_call).collect()),
             Err(_) => Incoming::ParseError,
         },
-        _ => match serde_json::from_slice::<RawObject<'_>>(text) {
-            Ok(object) if starts_object(text) => Incoming::Single(validate(object)),
+        first => match serde_json::from_str::<RequestObject<'_>>(text) {
+            Ok(object) if first == Some(b'{') => Incoming::Single(validate(object)),
             // JSON, but not an object (a number, a string...).
-            _ if serde_json::from_slice::<serde::de::IgnoredAny>(text).is_ok() => {
+            _ if serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok() => {
                 Incoming::Single(Err(Id::null()))
             }
             _ => Incoming::ParseError,
@@ -186,8 +279,9 @@ pub(crate) fn parse_incoming(text: &[u8]) -> Incoming<'_> {
     }
 }
 
-fn starts_object(text: &[u8]) -> bool {
-    text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')
+/// The first byte that is not white space.
+fn first_byte(text: &str) -> Option<u8> {
+    text.bytes().find(|b| !b.is_ascii_whitespace())
 }
 
 /// One batch item.
@@ -195,7 +289,7 @@ fn parse_call(raw: &RawValue) -> Result<Call<'_>, Id> {
     if !raw.get().starts_with('{') {
         return Err(Id::null());
     }
-    match serde_json::from_str::<RawObject<'_>>(raw.get()) {
+    match serde_json::from_str::<RequestObject<'_>>(raw.get()) {
         Ok(object) => validate(object),
         Err(_) => Err(Id::null()),
     }
@@ -204,16 +298,16 @@ fn parse_call(raw: &RawValue) -> Result<Call<'_>, Id> {
 /// Check a request object (§4): `"jsonrpc": "2.0"`, a string method, a
 /// structured `params` if any, an id that is a string, number or null if
 /// any. A bad request is answered with its id when that could be read.
-fn validate(object: RawObject<'_>) -> Result<Call<'_>, Id> {
+fn validate(object: RequestObject<'_>) -> Result<Call<'_>, Id> {
     let id = match object.id {
         None => None,
         Some(raw) => Some(Id::from_raw(raw).ok_or_else(Id::null)?),
     };
     let answer_id = || id.clone().unwrap_or_else(Id::null);
-    if object.jsonrpc.map(RawValue::get) != Some(r#""2.0""#) {
+    if object.jsonrpc.and_then(Text::into_str).as_deref() != Some("2.0") {
         return Err(answer_id());
     }
-    let Some(method) = object.method.and_then(json_str) else {
+    let Some(method) = object.method.and_then(Text::into_str) else {
         return Err(answer_id());
     };
     if method.len() > MAX_METHOD_LEN {
@@ -239,14 +333,11 @@ pub(crate) fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
 }
 
 /// The part of `whole` that `part` (a slice of it) covers, sharing its
-/// allocation.
-pub(crate) fn subslice(whole: &Bytes, part: &str) -> Bytes {
-    let start = (part.as_ptr() as usize).wrapping_sub(whole.as_ptr() as usize);
-    if start <= whole.len() && start + part.len() <= whole.len() {
-        whole.slice(start..start + part.len())
-    } else {
-        Bytes::copy_from_slice(part.as_bytes())
-    }
+/// allocation (a copy if it is not a slice of it).
+pub(crate) fn subslice(whole: &Utf8Bytes, part: &str) -> Utf8Bytes {
+    whole
+        .slice_ref(part)
+        .unwrap_or_else(|| Utf8Bytes::from(part))
 }
 
 // ---- encoding ----
@@ -265,14 +356,72 @@ pub(crate) fn write_str(out: &mut String, s: &str) {
     }
 }
 
-/// A successful response.
-pub(crate) fn write_result(out: &mut String, id: &Id, result: &RawValue) {
+/// The answer to the request `id` with `result`, allocated at its size (so
+/// the bytes it becomes share its allocation).
+pub(crate) fn result_text(id: &Id, result: &RawValue) -> String {
+    let mut out = String::with_capacity(result_len(id, result.get()));
+    write_result(&mut out, id, result.get());
+    out
+}
+
+/// The answer to the request `id` with an error.
+pub(crate) fn error_text(id: &Id, error: &RpcError) -> String {
+    let mut out = String::with_capacity(64);
+    write_error(&mut out, id, error);
+    out
+}
+
+/// The answer to the request `id` with `value` for result, serialized
+/// straight into it: the answer and where in it the result is. The value
+/// is serialized first into a buffer the thread keeps, so that the answer
+/// is allocated once, at its size.
+pub(crate) fn render_result<T: Serialize + ?Sized>(
+    id: &Id,
+    value: &T,
+) -> Result<(String, std::ops::Range<usize>), serde_json::Error> {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    /// A larger buffer is not kept: a thread holds no large result.
+    const KEEP: usize = 16 * 1024;
+    let render = |buf: &mut Vec<u8>| {
+        serde_json::to_writer(&mut *buf, value)?;
+        // serde_json writes UTF-8 only.
+        let json = std::str::from_utf8(buf).map_err(serde::ser::Error::custom)?;
+        let mut out = String::with_capacity(result_len(id, json));
+        let at = write_result(&mut out, id, json);
+        Ok((out, at))
+    };
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            let out = render(&mut buf);
+            if buf.capacity() > KEEP {
+                *buf = Vec::new();
+            }
+            out
+        }
+        // A value whose serialization makes a result in turn.
+        Err(_) => render(&mut Vec::new()),
+    })
+}
+
+/// The length of [`write_result`]'s output.
+fn result_len(id: &Id, result: &str) -> usize {
+    VERSION.len() + r#""result":,"id":}"#.len() + result.len() + id.json_len()
+}
+
+/// A successful response; returns where in `out` the result went.
+fn write_result(out: &mut String, id: &Id, result: &str) -> std::ops::Range<usize> {
     out.push_str(VERSION);
     out.push_str(r#""result":"#);
-    out.push_str(result.get());
+    let start = out.len();
+    out.push_str(result);
+    let at = start..out.len();
     out.push_str(r#","id":"#);
     id.write(out);
     out.push('}');
+    at
 }
 
 /// An error response.
@@ -373,7 +522,7 @@ mod tests {
     use super::*;
 
     fn single(text: &str) -> Result<(String, Option<String>, Option<String>), String> {
-        match parse_incoming(text.as_bytes()) {
+        match parse_incoming(text) {
             Incoming::Single(Ok(c)) => Ok((
                 c.method.into_owned(),
                 c.params.map(|p| p.get().to_owned()),
@@ -438,17 +587,17 @@ mod tests {
 
     #[test]
     fn batches_and_parse_errors() {
-        assert!(matches!(parse_incoming(b"[]"), Incoming::EmptyBatch));
-        assert!(matches!(parse_incoming(b" [ ] "), Incoming::EmptyBatch));
+        assert!(matches!(parse_incoming("[]"), Incoming::EmptyBatch));
+        assert!(matches!(parse_incoming(" [ ] "), Incoming::EmptyBatch));
         assert!(matches!(
-            parse_incoming(br#"{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]"#),
+            parse_incoming(r#"{"jsonrpc": "2.0", "method": "foobar, "params": "bar", "baz]"#),
             Incoming::ParseError
         ));
         assert!(matches!(
-            parse_incoming(br#"[{"jsonrpc": "2.0", "method": "sum"},{"jsonrpc": "2.0", "method"]"#),
+            parse_incoming(r#"[{"jsonrpc": "2.0", "method": "sum"},{"jsonrpc": "2.0", "method"]"#),
             Incoming::ParseError
         ));
-        match parse_incoming(br#"[1, {"jsonrpc":"2.0","method":"m","id":"5"}, {"foo":1}]"#) {
+        match parse_incoming(r#"[1, {"jsonrpc":"2.0","method":"m","id":"5"}, {"foo":1}]"#) {
             Incoming::Batch(items) => {
                 assert_eq!(items.len(), 3);
                 assert!(items[0].is_err());
@@ -467,21 +616,28 @@ mod tests {
             "]".repeat(100_000)
         );
         // Kept raw: the request is read; decoding the params fails later.
-        let parsed = parse_incoming(deep.as_bytes());
+        let parsed = parse_incoming(&deep);
         assert!(matches!(
             parsed,
             Incoming::Single(Ok(_)) | Incoming::ParseError
         ));
         let batch = format!("[{}{}]", "[".repeat(100_000), "]".repeat(100_000));
-        let _ = parse_incoming(batch.as_bytes());
+        let _ = parse_incoming(&batch);
     }
 
     #[test]
     fn encodes_responses_and_notifications() {
+        let text = result_text(&Id::number(1), &to_raw(&19).unwrap());
+        assert_eq!(text, r#"{"jsonrpc":"2.0","result":19,"id":1}"#);
+        assert_eq!(text.len(), text.capacity());
+        for id in [Id::number(u64::MAX), Id::string("a\"b"), Id::null()] {
+            let (text, at) = render_result(&id, &[1, 2]).unwrap();
+            let expected = format!(r#"{{"jsonrpc":"2.0","result":[1,2],"id":{id}}}"#);
+            assert_eq!(text, expected);
+            assert_eq!(text.len(), text.capacity());
+            assert_eq!(&text[at], "[1,2]");
+        }
         let mut out = String::new();
-        write_result(&mut out, &Id::number(1), &to_raw(&19).unwrap());
-        assert_eq!(out, r#"{"jsonrpc":"2.0","result":19,"id":1}"#);
-        out.clear();
         write_error(&mut out, &Id::null(), &RpcError::parse_error());
         assert_eq!(
             out,

@@ -56,6 +56,13 @@ async fn non_json_is_a_parse_error() {
     .await
     .unwrap();
     assert_eq!(p.recv().await.unwrap()["result"], json!([1]));
+    // ...and one that is not UTF-8 is not JSON (RFC 8259 §8.1).
+    let mut bad = br#"{"jsonrpc":"2.0","method":"echo","params":["#.to_vec();
+    bad.extend_from_slice(b"\"\xff\"],\"id\":2}");
+    p.0.send(ws_net::Message::binary(bad)).await.unwrap();
+    let r = p.recv().await.unwrap();
+    assert_eq!(r["error"]["code"], -32700, "{r}");
+    assert_eq!(r["id"], Value::Null);
 }
 
 #[tokio::test]

@@ -181,8 +181,11 @@ async fn resubscribe(client: &Client) {
 async fn read_loop(inner: &Inner, reader: &mut WsReader) {
     while let Some(msg) = reader.recv().await {
         match msg {
-            Ok(Message::Text(t)) => dispatch(inner, t.as_bytes()),
-            Ok(Message::Binary(b)) => dispatch(inner, &b),
+            Ok(Message::Text(t)) => dispatch(inner, t.as_str()),
+            Ok(Message::Binary(b)) => match std::str::from_utf8(&b) {
+                Ok(text) => dispatch(inner, text),
+                Err(_) => tracing::debug!("a binary message from the server that is not UTF-8"),
+            },
             Ok(_) => {}
             Err(e) => {
                 tracing::debug!(error = %e, "connection failed");
@@ -194,19 +197,19 @@ async fn read_loop(inner: &Inner, reader: &mut WsReader) {
 
 /// One message from the server: an answer, a batch of answers, or a
 /// notification. Anything else is logged and dropped (never fatal).
-fn dispatch(inner: &Inner, text: &[u8]) {
-    if text.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
-        match serde_json::from_slice::<Vec<&RawValue>>(text) {
+fn dispatch(inner: &Inner, text: &str) {
+    if text.bytes().find(|b| !b.is_ascii_whitespace()) == Some(b'[') {
+        match serde_json::from_str::<Vec<&RawValue>>(text) {
             Ok(items) => {
                 for item in items {
-                    dispatch(inner, item.get().as_bytes());
+                    dispatch(inner, item.get());
                 }
             }
             Err(e) => tracing::debug!(error = %e, "unreadable message from the server"),
         }
         return;
     }
-    let object = match serde_json::from_slice::<RawObject<'_>>(text) {
+    let object = match serde_json::from_str::<RawObject<'_>>(text) {
         Ok(o) => o,
         Err(e) => {
             tracing::debug!(error = %e, "unreadable message from the server");

@@ -1,13 +1,13 @@
 //! A call as the server's service sees it ([`Request`]), its parameters
 //! ([`Params`]) and its outcome ([`Response`]).
 
-use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use ws_net::Utf8Bytes;
 
 use super::context::Context;
 use crate::error::RpcError;
-use crate::wire::Id;
+use crate::wire::{self, Id};
 
 /// The parameters of a call, kept as the JSON they arrived as (no copy of
 /// the message) until [`parse`](Self::parse) decodes them into a type.
@@ -30,18 +30,18 @@ use crate::wire::Id;
 /// ```
 #[derive(Clone, Default)]
 pub struct Params {
-    raw: Option<Bytes>,
+    raw: Option<Utf8Bytes>,
 }
 
 impl Params {
-    pub(crate) fn new(raw: Option<Bytes>) -> Self {
+    pub(crate) fn new(raw: Option<Utf8Bytes>) -> Self {
         Self { raw }
     }
 
     /// Parameters from JSON text (for tests and middleware).
     pub fn from_json(json: &str) -> Self {
         Self {
-            raw: Some(Bytes::copy_from_slice(json.as_bytes())),
+            raw: Some(Utf8Bytes::from(json)),
         }
     }
 
@@ -49,17 +49,14 @@ impl Params {
     /// and `Option<_>` accept them). A failure is -32602 with serde's
     /// description of what was wrong (which field, which type, where).
     pub fn parse<'a, T: Deserialize<'a>>(&'a self) -> Result<T, RpcError> {
-        let text: &[u8] = self.raw.as_deref().unwrap_or(b"null");
-        serde_json::from_slice(text)
+        let text = self.raw.as_ref().map_or("null", Utf8Bytes::as_str);
+        serde_json::from_str(text)
             .map_err(|e| RpcError::invalid_params(format!("invalid params: {e}")))
     }
 
     /// The JSON text, if there were parameters.
     pub fn as_json(&self) -> Option<&str> {
-        // Bytes of a JSON text the parser read as UTF-8.
-        self.raw
-            .as_deref()
-            .and_then(|b| std::str::from_utf8(b).ok())
+        self.raw.as_ref().map(Utf8Bytes::as_str)
     }
 
     /// Whether there were none.
@@ -157,16 +154,40 @@ impl Request {
 /// What a call produced: a result or an error object. For a notification
 /// it is dropped.
 pub struct Response {
-    pub(crate) result: Result<Box<RawValue>, RpcError>,
+    pub(crate) result: Result<Outcome, RpcError>,
     /// Run once the answer is queued on the connection (a subscription
     /// starts sending only after its id went out).
     pub(crate) after: Option<Box<dyn FnOnce() + Send>>,
 }
 
+/// A result, as JSON.
+pub(crate) enum Outcome {
+    /// The result alone.
+    Raw(Box<RawValue>),
+    /// The whole answer to the request `id`, written when the result was
+    /// made: the result, serialized straight into it, is `text[at]`.
+    Answer {
+        text: String,
+        id: Id,
+        at: std::ops::Range<usize>,
+    },
+}
+
+impl Outcome {
+    /// The result. `None` only if an answer's result were not JSON, which
+    /// cannot be (serde_json wrote it).
+    fn result(&self) -> Option<&RawValue> {
+        match self {
+            Outcome::Raw(raw) => Some(raw),
+            Outcome::Answer { text, at, .. } => serde_json::from_str(text.get(at.clone())?).ok(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Response {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Response")
-            .field("result", &self.result)
+            .field("result", &self.result())
             .finish_non_exhaustive()
     }
 }
@@ -186,8 +207,41 @@ impl Response {
     /// A result already in JSON.
     pub fn raw(result: Box<RawValue>) -> Self {
         Self {
-            result: Ok(result),
+            result: Ok(Outcome::Raw(result)),
             after: None,
+        }
+    }
+
+    /// A result for the request `id`, serialized straight into the answer
+    /// (one allocation of the answer's size; [`ok`](Self::ok) makes the
+    /// result and the answer one after the other).
+    pub(crate) fn answer<T: Serialize + ?Sized>(value: &T, id: Option<Id>) -> Self {
+        let Some(id) = id else {
+            return Self::ok(value);
+        };
+        match wire::render_result(&id, value) {
+            Ok((text, at)) => Self {
+                result: Ok(Outcome::Answer { text, id, at }),
+                after: None,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "result cannot be serialized");
+                Self::error(RpcError::internal_error())
+            }
+        }
+    }
+
+    /// The answer to the request `id`.
+    pub(crate) fn into_text(self, id: &Id) -> String {
+        match self.result {
+            Ok(Outcome::Answer {
+                text, id: made_for, ..
+            }) if made_for == *id => text,
+            Ok(outcome) => match outcome.result() {
+                Some(r) => wire::result_text(id, r),
+                None => wire::error_text(id, &RpcError::internal_error()),
+            },
+            Err(e) => wire::error_text(id, &e),
         }
     }
 
@@ -201,7 +255,12 @@ impl Response {
 
     /// The outcome.
     pub fn result(&self) -> Result<&RawValue, &RpcError> {
-        self.result.as_deref()
+        static UNREADABLE: std::sync::LazyLock<RpcError> =
+            std::sync::LazyLock::new(RpcError::internal_error);
+        match &self.result {
+            Ok(outcome) => outcome.result().ok_or(&*UNREADABLE),
+            Err(e) => Err(e),
+        }
     }
 
     /// Whether it is an error.
@@ -212,5 +271,33 @@ impl Response {
     pub(crate) fn then(mut self, after: impl FnOnce() + Send + 'static) -> Self {
         self.after = Some(Box::new(after));
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A result made straight into its answer reads back as the result,
+    /// and answers another id too.
+    #[test]
+    fn an_answer_made_ahead_reads_as_its_result() {
+        let made = || Response::answer(&serde_json::json!({"a": [1, "x"]}), Some(Id::number(7)));
+        assert_eq!(made().result().unwrap().get(), r#"{"a":[1,"x"]}"#);
+        assert!(!made().is_error());
+        assert_eq!(
+            made().into_text(&Id::number(7)),
+            r#"{"jsonrpc":"2.0","result":{"a":[1,"x"]},"id":7}"#
+        );
+        assert_eq!(
+            made().into_text(&Id::string("b")),
+            r#"{"jsonrpc":"2.0","result":{"a":[1,"x"]},"id":"b"}"#
+        );
+        // A notification's result is made the plain way.
+        assert_eq!(Response::answer(&3, None).result().unwrap().get(), "3");
+        assert_eq!(
+            Response::error(RpcError::internal_error()).into_text(&Id::null()),
+            r#"{"jsonrpc":"2.0","error":{"code":-32603,"message":"Internal error"},"id":null}"#
+        );
     }
 }

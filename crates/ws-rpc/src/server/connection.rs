@@ -8,11 +8,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::FutureExt;
 use serde_json::value::RawValue;
 use tower::{BoxError, Service, ServiceExt};
-use ws_net::{CloseCode, Message, Utf8Bytes, WebSocket};
+use ws_net::{CloseCode, Message, Utf8Bytes, WebSocket, WsWriter};
 
 use super::call::{Params, Request, Response};
 use super::context::{Context, ContextInner, Identity};
@@ -76,25 +76,14 @@ pub(crate) async fn run<S>(
         tokio::select! {
             biased;
             Some(done) = in_flight.next(), if !in_flight.is_empty() => {
-                conn.calls -= done.calls;
-                if let Some(identity) = done.login {
-                    cx.set_identity(identity);
-                    conn.logged_in = true;
-                }
-                conn.login_pending = false;
-                if let Some(text) = done.text {
-                    if writer.send(Message::Text(Utf8Bytes::from(text))).await.is_err() {
-                        break;
-                    }
-                }
-                for after in done.after {
-                    after();
+                if conn.finish(done, &writer).await.is_err() {
+                    break;
                 }
             }
             msg = reader.recv(), if conn.calls < config.max_in_flight => {
-                let text: Bytes = match msg {
-                    Some(Ok(Message::Text(t))) => t.into_bytes(),
-                    Some(Ok(Message::Binary(b))) => b,
+                let text = match msg {
+                    Some(Ok(Message::Text(t))) => Ok(t),
+                    Some(Ok(Message::Binary(b))) => Utf8Bytes::try_from(b),
                     Some(Ok(_)) => continue,
                     Some(Err(e)) => {
                         tracing::debug!(connection = %id, error = %e, "connection failed");
@@ -105,8 +94,24 @@ pub(crate) async fn run<S>(
                 if closing {
                     continue;
                 }
-                if let Some(fut) = conn.handle(text) {
-                    in_flight.push(fut);
+                let fut = match text {
+                    Ok(text) => conn.handle(text),
+                    // Not UTF-8, so not JSON (RFC 8259 §8.1).
+                    Err(_) => Some(parse_error()),
+                };
+                if let Some(mut fut) = fut {
+                    // Most calls are ready at once: answer them here, without
+                    // the set of calls in flight (a task allocation and two
+                    // more polls each). A call that waits joins the set,
+                    // which polls it again with the task's waker.
+                    match (&mut fut).now_or_never() {
+                        Some(done) => {
+                            if conn.finish(done, &writer).await.is_err() {
+                                break;
+                            }
+                        }
+                        None => in_flight.push(fut),
+                    }
                 }
             }
             _ = &mut drain => {
@@ -194,11 +199,30 @@ where
         }
     }
 
+    /// A call (or batch) is done: count it, record a login, write the
+    /// answer, run what was to run after it. An error when the connection
+    /// can take no more.
+    async fn finish(&mut self, done: Done, writer: &WsWriter) -> Result<(), ws_net::Error> {
+        self.calls -= done.calls;
+        if let Some(identity) = done.login {
+            self.cx.set_identity(identity);
+            self.logged_in = true;
+        }
+        self.login_pending = false;
+        if let Some(text) = done.text {
+            writer.send(Message::Text(Utf8Bytes::from(text))).await?;
+        }
+        for after in done.after {
+            after();
+        }
+        Ok(())
+    }
+
     /// One message: a call, a batch, or something to refuse. Returns the
     /// future of its answer, or `None` when nothing is to be done.
-    pub(crate) fn handle(&mut self, text: Bytes) -> Option<DoneFuture> {
-        match wire::parse_incoming(&text) {
-            Incoming::ParseError => Some(answer(error_text(&Id::null(), &RpcError::parse_error()))),
+    pub(crate) fn handle(&mut self, text: Utf8Bytes) -> Option<DoneFuture> {
+        match wire::parse_incoming(text.as_str()) {
+            Incoming::ParseError => Some(parse_error()),
             Incoming::EmptyBatch => Some(answer(error_text(
                 &Id::null(),
                 &RpcError::invalid_request(),
@@ -254,7 +278,7 @@ where
 
     /// One call: the heartbeat and the login here, everything else through
     /// the service.
-    fn call(&mut self, text: &Bytes, call: Call<'_>) -> DoneFuture {
+    fn call(&mut self, text: &Utf8Bytes, call: Call<'_>) -> DoneFuture {
         let Call { method, params, id } = call;
         if method == PING {
             let pong = RawValue::from_string("\"pong\"".into()).ok();
@@ -296,9 +320,7 @@ where
             }
         }
         let method = match method {
-            Cow::Borrowed(m) => {
-                Utf8Bytes::try_from(wire::subslice(text, m)).unwrap_or_else(|_| Utf8Bytes::from(m))
-            }
+            Cow::Borrowed(m) => wire::subslice(text, m),
             Cow::Owned(m) => Utf8Bytes::from(m),
         };
         let request = Request {
@@ -310,17 +332,17 @@ where
         };
         let fut = self.service.clone().oneshot(request);
         Box::pin(async move {
-            let response = match fut.await {
+            let mut response = match fut.await {
                 Ok(r) => r,
                 Err(e) => Response::error(service_error(e.into())),
             };
             // A notification's answer is dropped (§4.1), and so is what it
             // would have started.
             let (text, after) = match id {
-                Some(id) => (
-                    Some(response_text(&id, response.result.as_deref())),
-                    response.after.into_iter().collect(),
-                ),
+                Some(id) => {
+                    let after = response.after.take().into_iter().collect();
+                    (Some(response.into_text(&id)), after)
+                }
                 None => (None, Vec::new()),
             };
             Done {
@@ -335,15 +357,10 @@ where
 
 /// The answer to the request `id`.
 fn response_text(id: &Id, r: Result<&RawValue, &RpcError>) -> String {
-    let mut out = String::with_capacity(64);
     match r {
-        Ok(result) => {
-            out.reserve(result.get().len());
-            wire::write_result(&mut out, id, result);
-        }
-        Err(e) => wire::write_error(&mut out, id, e),
+        Ok(result) => wire::result_text(id, result),
+        Err(e) => wire::error_text(id, e),
     }
-    out
 }
 
 /// An answer that needs no work.
@@ -354,6 +371,11 @@ fn answer(text: String) -> DoneFuture {
         calls: 0,
         login: None,
     }))
+}
+
+/// The answer to a message that is not JSON (§5.1: -32700, id null).
+pub(crate) fn parse_error() -> DoneFuture {
+    answer(error_text(&Id::null(), &RpcError::parse_error()))
 }
 
 /// A call answered at once (counted in flight like any call).

@@ -105,9 +105,10 @@ impl Router {
                 Err(e) => return Box::pin(std::future::ready(Response::error(e))),
             };
             let fut = handler(params, req.cx);
+            let id = req.id;
             Box::pin(async move {
                 match fut.await {
-                    Ok(r) => Response::ok(&r),
+                    Ok(r) => Response::answer(&r, id),
                     Err(e) => Response::error(e),
                 }
             })
