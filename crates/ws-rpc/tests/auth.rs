@@ -135,6 +135,49 @@ async fn a_first_message_login_gates_every_call() {
     assert_eq!(r["result"], "pong");
 }
 
+/// A login in a batch logs the connection in, and a second login sent
+/// while the first is pending is refused, whatever else finishes between.
+#[tokio::test]
+async fn a_login_in_a_batch_counts_and_a_pending_one_is_not_repeated() {
+    let builder = Server::builder().login(
+        "auth.login",
+        |(token,): (String,), _cx: Context| async move {
+            // Slow enough for other calls to finish while it runs.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if token == "secret" {
+                Ok(Identity::new("bob"))
+            } else {
+                Err(RpcError::new(4001, "wrong token"))
+            }
+        },
+    );
+    let (addr, _s) = serve_with(builder, whoami()).await;
+    let mut peer = Raw::connect(addr).await;
+    let r = peer
+        .call(r#"[{"jsonrpc":"2.0","method":"auth.login","params":["secret"],"id":1}]"#)
+        .await;
+    assert_eq!(r[0]["result"], json!({"subject":"bob"}), "{r}");
+    let r = peer
+        .call(r#"{"jsonrpc":"2.0","method":"whoami","id":2}"#)
+        .await;
+    assert_eq!(r["result"], "bob", "{r}");
+
+    let mut peer = Raw::connect(addr).await;
+    peer.send(r#"{"jsonrpc":"2.0","method":"auth.login","params":["nope"],"id":1}"#)
+        .await;
+    // Answered at once (login required) while the login runs.
+    let r = peer
+        .call(r#"{"jsonrpc":"2.0","method":"whoami","id":2}"#)
+        .await;
+    assert_eq!(r["error"]["code"], -32001, "{r}");
+    let r = peer
+        .call(r#"{"jsonrpc":"2.0","method":"auth.login","params":["secret"],"id":3}"#)
+        .await;
+    assert_eq!(r["error"]["message"], "Already logged in", "{r}");
+    let r = peer.recv().await.unwrap();
+    assert_eq!(r["error"]["code"], 4001, "{r}");
+}
+
 #[tokio::test]
 async fn no_login_in_time_closes_with_1008() {
     let (addr, _s) = serve_with(with_login(Duration::from_millis(200)), whoami()).await;

@@ -32,8 +32,8 @@ pub(crate) struct Done {
     after: Vec<Box<dyn FnOnce() + Send>>,
     /// Calls it counted in flight.
     calls: usize,
-    /// A login that succeeded.
-    login: Option<Identity>,
+    /// The login it ran, if it ran one: the identity when it succeeded.
+    login: Option<Option<Identity>>,
 }
 
 pub(crate) type DoneFuture = Pin<Box<dyn Future<Output = Done> + Send>>;
@@ -204,11 +204,13 @@ where
     /// can take no more.
     async fn finish(&mut self, done: Done, writer: &WsWriter) -> Result<(), ws_net::Error> {
         self.calls -= done.calls;
-        if let Some(identity) = done.login {
-            self.cx.set_identity(identity);
-            self.logged_in = true;
+        if let Some(outcome) = done.login {
+            self.login_pending = false;
+            if let Some(identity) = outcome {
+                self.cx.set_identity(identity);
+                self.logged_in = true;
+            }
         }
-        self.login_pending = false;
         if let Some(text) = done.text {
             writer.send(Message::Text(Utf8Bytes::from(text))).await?;
         }
@@ -253,7 +255,11 @@ where
                     let dones = futures_util::future::join_all(futures).await;
                     let mut text = String::new();
                     let mut after = Vec::new();
+                    // At most one login: a second one is refused while the
+                    // first is pending.
+                    let mut login = None;
                     for done in dones {
+                        login = login.or(done.login);
                         if let Some(t) = done.text {
                             text.push(if text.is_empty() { '[' } else { ',' });
                             text.push_str(&t);
@@ -269,7 +275,7 @@ where
                         text,
                         after,
                         calls: n,
-                        login: None,
+                        login,
                     }
                 }))
             }
@@ -309,7 +315,7 @@ where
                         text,
                         after: Vec::new(),
                         calls: 1,
-                        login: outcome.ok(),
+                        login: Some(outcome.ok()),
                     }
                 });
             }
