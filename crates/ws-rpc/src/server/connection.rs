@@ -71,6 +71,10 @@ pub(crate) async fn run<S>(
     let mut login_deadline: Option<Pin<Box<dyn Future<Output = ()> + Send>>> =
         (!logged_in).then(|| Box::pin(ws_net::time::sleep(config.login_timeout)) as _);
     let mut shutdown = shared.shutdown.subscribe();
+    // Made once: a new one each turn of the loop would join and leave the
+    // channel's list of waiters every time.
+    let shutdown = shutdown.changed();
+    tokio::pin!(shutdown);
     let mut closing = false;
     loop {
         tokio::select! {
@@ -123,7 +127,7 @@ pub(crate) async fn run<S>(
                 closing = true;
                 let _ = writer.close(CloseCode::POLICY_VIOLATION, "login timeout").await;
             }
-            _ = shutdown.changed(), if !closing => {
+            _ = &mut shutdown, if !closing => {
                 closing = true;
                 let _ = writer.close(CloseCode::GOING_AWAY, "server shutting down").await;
             }

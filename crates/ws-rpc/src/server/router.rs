@@ -56,7 +56,10 @@ enum Entry {
 /// ```
 #[derive(Clone, Default)]
 pub struct Router {
-    methods: Arc<HashMap<Arc<str>, Entry>>,
+    /// FNV rather than SipHash: the table is the server's own (a peer only
+    /// looks names up, it never adds one, so it cannot make the probes
+    /// longer), and method names are short.
+    methods: Arc<HashMap<Arc<str>, Entry, fnv::FnvBuildHasher>>,
 }
 
 impl std::fmt::Debug for Router {
