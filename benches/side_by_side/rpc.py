@@ -13,9 +13,12 @@ ws-rpc / jsonrpsee is the median of the per-round ratios.
 
 Cells:
 - calls: C connections x P calls in flight of `add [c, k]`: calls/s,
-  server CPU per call, latency; and the floor (floor-echo: echoes 48-byte
-  text messages, about an `add` call's size, with no JSON and no
-  framework), what no server can go above.
+  server CPU per call, latency; and two floors, what no server can go
+  above: floor-echo echoes 48-byte text messages, about an `add` call's
+  size, with no JSON and no framework; floor-rpc (floor-echo with
+  FLOOR_RPC=1) answers the same calls as the RPC servers doing only what
+  any JSON-RPC server must (UTF-8 check, serde_json parse of the whole
+  request, the answer written), in floor-echo's loop.
 - fan-out: N connections subscribed to the ticker (100 items/s for
   1,000 subscribers, 10 items/s for 10,000: 100,000 deliveries a second
   either way): delivered items/s, server CPU per delivered item, delivery
@@ -74,6 +77,7 @@ SERVERS = {
     "floor": ([os.path.join(PEERS, "floor-fanout"), "--listen"], "subscribe_ticks"),
     "ws-net": ([WS, "echo", "--threads", "1", "--listen"], None),
     "floor-echo": ([os.path.join(PEERS, "floor-echo"), "--listen"], None),
+    "floor-rpc": ([os.path.join(PEERS, "floor-echo"), "--listen"], None),
 }
 
 
@@ -107,6 +111,8 @@ class Server:
         env = dict(os.environ)
         if tick_us:
             env["RPC_TICK_US"] = str(tick_us)
+        if name == "floor-rpc":
+            env["FLOOR_RPC"] = "1"
         self.proc = subprocess.Popen(pinned(SERVER_CPUS, argv + ["127.0.0.1:0"]), env=env,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         line = self.proc.stdout.readline()
@@ -182,12 +188,14 @@ def main():
     out.append("")
 
     # Calls.
-    names = ["ws-rpc", "jsonrpsee", "floor-echo"]
+    names = ["ws-rpc", "jsonrpsee", "floor-echo", "floor-rpc"]
     out.append("## Calls (`add`, every answer verified)\n")
     out.append("floor: floor-echo echoing 48-byte text messages under the same load "
-               "(no JSON, no framework): the most any server can do.\n")
-    out.append("| C | P | ws-rpc calls/s | jsonrpsee calls/s | ws-rpc / jsonrpsee (rounds) | floor / jsonrpsee (rounds) | server CPU µs/call ws-rpc, jsonrpsee, floor | ratio | p99 µs ws-rpc, jsonrpsee | generator CPU % (ws-rpc run) |")
-    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+               "(no JSON, no framework): the most any server can do. floor-rpc: the same "
+               "loop answering the calls with only what JSON-RPC requires (UTF-8 check, "
+               "serde_json parse, answer written): the most any JSON-RPC server can do.\n")
+    out.append("| C | P | ws-rpc calls/s | jsonrpsee calls/s | ws-rpc / jsonrpsee (rounds) | floor / jsonrpsee (rounds) | floor-rpc / jsonrpsee (rounds) | server CPU µs/call ws-rpc, jsonrpsee, floor, floor-rpc | ratio | p99 µs ws-rpc, jsonrpsee | generator CPU % (ws-rpc run) |")
+    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for c, p in CALL_CELLS:
         def one(name):
             s = Server(name)
@@ -205,16 +213,19 @@ def main():
             raw.append(r)
             return r
         res = rounds(names, one)
-        a, b, f = res["ws-rpc"], res["jsonrpsee"], res["floor-echo"]
+        a, b, f, g = res["ws-rpc"], res["jsonrpsee"], res["floor-echo"], res["floor-rpc"]
         fr = ratio_median(f, b, "calls_per_s")
+        gr = ratio_median(g, b, "calls_per_s")
         cpu_f = median([x.get("server_cpu_us_per_op") for x in f])
+        cpu_g = median([x.get("server_cpu_us_per_op") for x in g])
         rr = ratio_median(a, b, "calls_per_s")
         cpu_a = median([x.get("server_cpu_us_per_op") for x in a])
         cpu_b = median([x.get("server_cpu_us_per_op") for x in b])
         out.append(
             f"| {c} | {p} | {fmt(median([x['calls_per_s'] for x in a]))} | {fmt(median([x['calls_per_s'] for x in b]))} | "
             f"{rr[0]:.2f}× ({rr[1]:.2f}-{rr[2]:.2f}) | {fr[0]:.2f}× ({fr[1]:.2f}-{fr[2]:.2f}) | "
-            f"{fmt(cpu_a)}, {fmt(cpu_b)}, {fmt(cpu_f)} | "
+            f"{gr[0]:.2f}× ({gr[1]:.2f}-{gr[2]:.2f}) | "
+            f"{fmt(cpu_a)}, {fmt(cpu_b)}, {fmt(cpu_f)}, {fmt(cpu_g)} | "
             f"{(cpu_a / cpu_b) if cpu_a and cpu_b else float('nan'):.2f}× | "
             f"{fmt(median([x.get('lat_p99_us') for x in a]), 0)}, {fmt(median([x.get('lat_p99_us') for x in b]), 0)} | "
             f"{fmt(max(x.get('gen_cpu_pct') or 0 for x in a), 0)} |")

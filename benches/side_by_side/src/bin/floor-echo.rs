@@ -21,6 +21,16 @@
 //! no message-based library can: for large messages that is much cheaper,
 //! since the data is sent on while it is still in the CPU's cache.
 //!
+//! With `FLOOR_RPC=1` it is the floor of a JSON-RPC server instead: each
+//! complete text frame is a call, answered in one frame; the answers to
+//! the frames of one read go out in one write. Per call it does what any
+//! JSON-RPC 2.0 server must and nothing more: check the payload is UTF-8
+//! (RFC 6455 §8.1), parse the whole request with serde_json (borrowing
+//! `jsonrpc`, `method` and `id`, reading `params` as two integers), and
+//! write `{"jsonrpc":"2.0","result":a+b,"id":<id as sent>}` (or an error
+//! object) into the connection's output buffer. No task, no queue, no
+//! allocation per call, nothing checked beyond that.
+//!
 //! The handshake reads the request head and answers 101 with the accept
 //! key (RFC 6455 §4.2.2); nothing else in it is checked. A close frame is
 //! answered with the same payload, and the connection closed.
@@ -43,6 +53,12 @@ const WRITE_LIMIT: usize = 4 * 1024 * 1024;
 fn main() -> io::Result<()> {
     let addr = side_by_side_peers::listen_addr("floor-echo");
     let stream = std::env::var_os("FLOOR_STREAM").is_some_and(|v| v == "1");
+    let rpc = std::env::var_os("FLOOR_RPC").is_some_and(|v| v == "1");
+    let mode = match (stream, rpc) {
+        (_, true) => Mode::Rpc,
+        (true, false) => Mode::Stream,
+        (false, false) => Mode::Echo,
+    };
     let mut listener = bind(addr)?;
     println!("listening on ws://{}", listener.local_addr()?);
     io::stdout().flush()?;
@@ -62,7 +78,7 @@ fn main() -> io::Result<()> {
         }
         for event in events.iter() {
             if event.token() == LISTENER {
-                accept_all(&listener, &poll, &mut conns, &mut free, stream);
+                accept_all(&listener, &poll, &mut conns, &mut free, mode);
                 continue;
             }
             let i = event.token().0;
@@ -98,7 +114,7 @@ fn accept_all(
     poll: &Poll,
     conns: &mut Vec<Option<Conn>>,
     free: &mut Vec<usize>,
-    stream: bool,
+    mode: Mode,
 ) {
     loop {
         match listener.accept() {
@@ -116,7 +132,7 @@ fn accept_all(
                     free.push(i);
                     continue;
                 }
-                conns[i] = Some(Conn::new(sock, stream));
+                conns[i] = Some(Conn::new(sock, mode));
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -127,6 +143,17 @@ fn accept_all(
             }
         }
     }
+}
+
+/// What the server does with frames.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Echo each once complete.
+    Echo,
+    /// Echo their bytes as they arrive (`FLOOR_STREAM=1`).
+    Stream,
+    /// Answer each text frame as a JSON-RPC call (`FLOOR_RPC=1`).
+    Rpc,
 }
 
 /// The frame being echoed.
@@ -160,10 +187,15 @@ struct Conn {
     pieces: Vec<(usize, usize)>,
     /// Echo frames as they arrive (`FLOOR_STREAM=1`), not once complete.
     stream: bool,
+    /// Answer calls (`FLOOR_RPC=1`) instead of echoing.
+    rpc: bool,
+    /// The answers to write (`FLOOR_RPC=1`), and one answer's payload.
+    out: Vec<u8>,
+    answer: Vec<u8>,
 }
 
 impl Conn {
-    fn new(sock: TcpStream, stream: bool) -> Self {
+    fn new(sock: TcpStream, mode: Mode) -> Self {
         Self {
             sock,
             buf: Buffer::new(READ_BUFFER),
@@ -174,7 +206,10 @@ impl Conn {
             read_paused: false,
             closing: false,
             pieces: Vec::with_capacity(64),
-            stream,
+            stream: mode == Mode::Stream,
+            rpc: mode == Mode::Rpc,
+            out: Vec::new(),
+            answer: Vec::new(),
         }
     }
 
@@ -196,7 +231,7 @@ impl Conn {
             };
             let end = self.kept + n;
             let ok = if self.open {
-                self.echo(end)
+                self.frames(end)
             } else {
                 self.handshake(end)
             };
@@ -254,7 +289,65 @@ impl Conn {
         }
         self.open = true;
         self.buf.copy_within(head_end..end, 0);
-        self.echo(end - head_end)
+        self.frames(end - head_end)
+    }
+
+    fn frames(&mut self, end: usize) -> bool {
+        if self.rpc {
+            self.answer_calls(end)
+        } else {
+            self.echo(end)
+        }
+    }
+
+    /// Answer the complete frames in `buf[..end]`, all in one write; an
+    /// incomplete frame is kept for the next read. A close frame is echoed
+    /// and ends the connection; other control frames are dropped.
+    fn answer_calls(&mut self, end: usize) -> bool {
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        let mut at = 0;
+        while let Some((len, header_len)) = client_header(&self.buf[at..end]) {
+            if len > MAX_FRAME {
+                return false;
+            }
+            let size = header_len + len as usize;
+            if end - at < size {
+                if self.buf.len() < size {
+                    self.buf.resize(size, 0);
+                }
+                break;
+            }
+            let opcode = self.buf[at] & 0x0f;
+            let k = at + header_len - 4;
+            let key = [
+                self.buf[k],
+                self.buf[k + 1],
+                self.buf[k + 2],
+                self.buf[k + 3],
+            ];
+            let payload = at + header_len..at + size;
+            apply_mask_at(&mut self.buf[payload.clone()], key, 0);
+            at += size;
+            match opcode {
+                0x1 => {
+                    answer_call(&self.buf[payload], &mut self.answer);
+                    push_frame(&mut out, 0x81, &self.answer);
+                }
+                0x8 => {
+                    push_frame(&mut out, 0x88, &self.buf[payload]);
+                    self.closing = true;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let ok = out.is_empty()
+            || write_pieces(&mut self.sock, &mut self.unwritten, &out, &[(0, out.len())]);
+        self.out = out;
+        self.buf.copy_within(at..end, 0);
+        self.kept = if self.closing { 0 } else { end - at };
+        ok
     }
 
     /// Echo the frames in `buf[..end]`: unmask in place, write the server's
@@ -381,4 +474,59 @@ fn extend(pieces: &mut Vec<(usize, usize)>, start: usize, end: usize) {
         Some(last) if last.1 == start => last.1 = end,
         _ => pieces.push((start, end)),
     }
+}
+
+/// A call, its members borrowed from the payload.
+#[derive(serde::Deserialize)]
+struct Call<'a> {
+    jsonrpc: &'a str,
+    method: &'a str,
+    params: (i64, i64),
+    #[serde(borrow)]
+    id: &'a serde_json::value::RawValue,
+}
+
+/// The answer to one call, into `answer` (cleared first).
+fn answer_call(payload: &[u8], answer: &mut Vec<u8>) {
+    answer.clear();
+    let call = std::str::from_utf8(payload)
+        .ok()
+        .and_then(|text| serde_json::from_str::<Call<'_>>(text).ok());
+    match call {
+        Some(c) if c.jsonrpc == "2.0" && c.method == "add" => {
+            answer.extend_from_slice(br#"{"jsonrpc":"2.0","result":"#);
+            let sum = c.params.0.wrapping_add(c.params.1);
+            answer.extend_from_slice(itoa::Buffer::new().format(sum).as_bytes());
+            answer.extend_from_slice(br#","id":"#);
+            answer.extend_from_slice(c.id.get().as_bytes());
+            answer.push(b'}');
+        }
+        Some(c) => {
+            answer.extend_from_slice(
+                br#"{"jsonrpc":"2.0","error":{"code":-32601,"message":"Method not found"},"id":"#,
+            );
+            answer.extend_from_slice(c.id.get().as_bytes());
+            answer.push(b'}');
+        }
+        None => answer.extend_from_slice(
+            br#"{"jsonrpc":"2.0","error":{"code":-32700,"message":"Parse error"},"id":null}"#,
+        ),
+    }
+}
+
+/// A server frame (unmasked, final) of `payload` onto `out`.
+fn push_frame(out: &mut Vec<u8>, first: u8, payload: &[u8]) {
+    out.push(first);
+    match payload.len() {
+        n if n < 126 => out.push(n as u8),
+        n if n <= usize::from(u16::MAX) => {
+            out.push(126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
 }
