@@ -12,7 +12,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
 use serde_json::value::RawValue;
 use tower::{BoxError, Service, ServiceExt};
-use ws_net::{CloseCode, Message, Utf8Bytes, WebSocket, WsWriter};
+use ws_net::{CloseCode, Message, Utf8Bytes, WebSocket};
 
 use super::call::{Params, Request, Response};
 use super::context::{Context, ContextInner, Identity};
@@ -71,19 +71,13 @@ pub(crate) async fn run<S>(
     let mut login_deadline: Option<Pin<Box<dyn Future<Output = ()> + Send>>> =
         (!logged_in).then(|| Box::pin(ws_net::time::sleep(config.login_timeout)) as _);
     let mut shutdown = shared.shutdown.subscribe();
-    // Made once: a new one each turn of the loop would join and leave the
-    // channel's list of waiters every time.
-    let shutdown = shutdown.changed();
-    tokio::pin!(shutdown);
     let mut closing = false;
     loop {
-        tokio::select! {
+        // One place awaits the answer's send: the task's future keeps one
+        // such state, not one per branch.
+        let turn = tokio::select! {
             biased;
-            Some(done) = in_flight.next(), if !in_flight.is_empty() => {
-                if conn.finish(done, &writer).await.is_err() {
-                    break;
-                }
-            }
+            Some(done) = in_flight.next(), if !in_flight.is_empty() => Turn::Done(done),
             msg = reader.recv(), if conn.calls < config.max_in_flight => {
                 let text = match msg {
                     Some(Ok(Message::Text(t))) => Ok(t),
@@ -103,18 +97,18 @@ pub(crate) async fn run<S>(
                     // Not UTF-8, so not JSON (RFC 8259 §8.1).
                     Err(_) => Some(parse_error()),
                 };
-                if let Some(mut fut) = fut {
-                    // Most calls are ready at once: answer them here, without
-                    // the set of calls in flight (a task allocation and two
-                    // more polls each). A call that waits joins the set,
-                    // which polls it again with the task's waker.
-                    match (&mut fut).now_or_never() {
-                        Some(done) => {
-                            if conn.finish(done, &writer).await.is_err() {
-                                break;
-                            }
-                        }
-                        None => in_flight.push(fut),
+                let Some(mut fut) = fut else {
+                    continue;
+                };
+                // Most calls are ready at once: answer them here, without
+                // the set of calls in flight (a task allocation and two more
+                // polls each). A call that waits joins the set, which polls
+                // it again with the task's waker.
+                match (&mut fut).now_or_never() {
+                    Some(done) => Turn::Done(done),
+                    None => {
+                        in_flight.push(fut);
+                        continue;
                     }
                 }
             }
@@ -124,12 +118,31 @@ pub(crate) async fn run<S>(
             }
             _ = until(&mut login_deadline), if !conn.logged_in && !closing => {
                 tracing::debug!(connection = %id, "no login in time: closing with 1008");
-                closing = true;
-                let _ = writer.close(CloseCode::POLICY_VIOLATION, "login timeout").await;
+                Turn::Close(CloseCode::POLICY_VIOLATION, "login timeout")
             }
-            _ = &mut shutdown, if !closing => {
+            _ = shutdown.changed(), if !closing => {
+                Turn::Close(CloseCode::GOING_AWAY, "server shutting down")
+            }
+        };
+        match turn {
+            Turn::Done(done) => {
+                let (text, after) = conn.settle(done);
+                if let Some(text) = text {
+                    if writer
+                        .send(Message::Text(Utf8Bytes::from(text)))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+                for after in after {
+                    after();
+                }
+            }
+            Turn::Close(code, reason) => {
                 closing = true;
-                let _ = writer.close(CloseCode::GOING_AWAY, "server shutting down").await;
+                let _ = writer.close(code, reason).await;
             }
         }
     }
@@ -141,6 +154,14 @@ pub(crate) async fn run<S>(
     drop(reader);
     writer.closed().await;
     drop(guard);
+}
+
+/// What a turn of a connection's loop leaves to do.
+enum Turn {
+    /// A call (or batch) finished.
+    Done(Done),
+    /// Start the closing handshake.
+    Close(CloseCode, &'static str),
 }
 
 /// The boxed deadline, if there is one; else never.
@@ -203,10 +224,9 @@ where
         }
     }
 
-    /// A call (or batch) is done: count it, record a login, write the
-    /// answer, run what was to run after it. An error when the connection
-    /// can take no more.
-    async fn finish(&mut self, done: Done, writer: &WsWriter) -> Result<(), ws_net::Error> {
+    /// A call (or batch) is done: count it and record its login. Returns
+    /// the answer to write and what to run once it is queued.
+    fn settle(&mut self, done: Done) -> (Option<String>, Vec<Box<dyn FnOnce() + Send>>) {
         self.calls -= done.calls;
         if let Some(outcome) = done.login {
             self.login_pending = false;
@@ -215,13 +235,7 @@ where
                 self.logged_in = true;
             }
         }
-        if let Some(text) = done.text {
-            writer.send(Message::Text(Utf8Bytes::from(text))).await?;
-        }
-        for after in done.after {
-            after();
-        }
-        Ok(())
+        (done.text, done.after)
     }
 
     /// One message: a call, a batch, or something to refuse. Returns the
