@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{done_within, listener, raw_client, within, REQUEST};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -391,6 +391,63 @@ async fn accept_raw(l: &tokio::net::TcpListener) -> TcpStream {
     );
     tcp.write_all(response.as_bytes()).await.unwrap();
     tcp
+}
+
+/// The client's side of a peer that closes and never reads: a server
+/// sends its close frame and reads nothing more, with the client's socket
+/// and write buffer full. The client's answer cannot be written; the
+/// connection ends at the close timeout instead of waiting on the write
+/// for ever.
+#[tokio::test]
+async fn a_server_that_closes_and_never_reads_is_dropped_at_the_close_timeout() {
+    let (l, addr) = listener().await;
+    let (hold_tx, hold_rx) = tokio::sync::oneshot::channel::<()>();
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let mut tcp = accept_raw(&l).await;
+        // Wait until the client has filled its buffers, then close (an
+        // unmasked server frame, code 1000) and never read again.
+        let _ = closed_rx.await;
+        tcp.write_all(&[0x88, 0x02, 0x03, 0xe8]).await.unwrap();
+        // Keep the socket open (and unread) until the test is done.
+        let _ = hold_rx.await;
+        drop(tcp);
+    });
+    let mut config = Config::default();
+    config.protocol.close_timeout = Duration::from_millis(300);
+    config.write_buffer_limit = 64 * 1024;
+    let builder = ws_net::ClientBuilder::new(&format!("ws://{addr}/"))
+        .unwrap()
+        .config(config);
+    let (ws, _) = within(builder.connect()).await.unwrap();
+    let (mut reader, writer) = ws.split();
+    let chunk = bytes::Bytes::from(vec![0u8; 32 * 1024]);
+    let mut sent = 0;
+    while writer.try_send(Message::Binary(chunk.clone())).is_ok() {
+        sent += 1;
+        assert!(sent < 100_000, "the buffer never filled");
+    }
+    closed_tx.send(()).unwrap();
+    let start = Instant::now();
+    loop {
+        match within(reader.recv()).await {
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+            Some(Ok(_)) => {}
+        }
+    }
+    within(writer.closed()).await;
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(250), "{took:?}");
+    assert!(
+        matches!(
+            writer.error(),
+            Some(Error::Protocol(ProtocolError::CloseTimeout))
+        ),
+        "{:?}",
+        writer.error()
+    );
+    let _ = hold_tx.send(());
+    within(server).await.unwrap();
 }
 
 #[tokio::test]
