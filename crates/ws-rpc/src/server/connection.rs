@@ -29,12 +29,15 @@ pub(crate) struct Done {
     /// The answer to write, if any (notifications have none).
     pub(crate) text: Option<String>,
     /// Run once the answer is queued.
-    after: Vec<Box<dyn FnOnce() + Send>>,
+    after: Vec<After>,
     /// Calls it counted in flight.
     calls: usize,
     /// The login it ran, if it ran one: the identity when it succeeded.
     login: Option<Option<Identity>>,
 }
+
+/// What runs once a call's answer is queued.
+type After = Box<dyn FnOnce() + Send>;
 
 pub(crate) type DoneFuture = Pin<Box<dyn Future<Output = Done> + Send>>;
 
@@ -226,7 +229,7 @@ where
 
     /// A call (or batch) is done: count it and record its login. Returns
     /// the answer to write and what to run once it is queued.
-    fn settle(&mut self, done: Done) -> (Option<String>, Vec<Box<dyn FnOnce() + Send>>) {
+    fn settle(&mut self, done: Done) -> (Option<String>, Vec<After>) {
         self.calls -= done.calls;
         if let Some(outcome) = done.login {
             self.login_pending = false;
