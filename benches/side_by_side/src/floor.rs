@@ -96,6 +96,54 @@ pub fn client_header(b: &[u8]) -> Option<(u64, usize)> {
     (b.len() >= n + 4).then_some((len, n + 4))
 }
 
+/// What is at `at` in a buffer read up to `end`.
+pub enum Next {
+    /// A whole client frame: its payload length and header length.
+    Frame(u64, usize),
+    /// Part of one: read more (`buf` was grown to hold it whole).
+    Wait,
+    /// One over `MAX_FRAME`: drop the connection.
+    TooBig,
+}
+
+/// The client frame at `at` in `buf[..end]`, once all of it is there.
+pub fn next_frame(buf: &mut Buffer, at: usize, end: usize) -> Next {
+    let Some((len, header_len)) = client_header(&buf[at..end]) else {
+        return Next::Wait;
+    };
+    if len > MAX_FRAME {
+        return Next::TooBig;
+    }
+    let size = header_len + len as usize;
+    if end - at < size {
+        // Wait for the whole frame, in a buffer it fits in (moved to the
+        // front before the next read).
+        if buf.len() < size {
+            buf.resize(size, 0);
+        }
+        return Next::Wait;
+    }
+    Next::Frame(len, header_len)
+}
+
+/// A server frame (unmasked, final, §5.2) with first byte `first` (FIN and
+/// opcode), onto `out`.
+pub fn push_server_frame(out: &mut Vec<u8>, first: u8, payload: &[u8]) {
+    out.push(first);
+    match payload.len() {
+        n @ 0..=125 => out.push(n as u8),
+        n @ 126..=0xffff => {
+            out.push(126);
+            out.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            out.push(127);
+            out.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
+}
+
 /// The client frame header of `header_len` bytes at `at`, for a payload of
 /// `len`, becomes the server's: the same first byte (a ping's turned into a
 /// pong's), the same length encoding without the mask bit, ending where the

@@ -3,9 +3,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{done_within, listener, raw_client, within, REQUEST};
+use common::{done_within, ends_at_the_close_timeout, fill, listener, raw_client, within, REQUEST};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use ws_net::{CloseCode, Config, Error, Message};
@@ -420,32 +420,10 @@ async fn a_server_that_closes_and_never_reads_is_dropped_at_the_close_timeout() 
         .unwrap()
         .config(config);
     let (ws, _) = within(builder.connect()).await.unwrap();
-    let (mut reader, writer) = ws.split();
-    let chunk = bytes::Bytes::from(vec![0u8; 32 * 1024]);
-    let mut sent = 0;
-    while writer.try_send(Message::Binary(chunk.clone())).is_ok() {
-        sent += 1;
-        assert!(sent < 100_000, "the buffer never filled");
-    }
+    let (reader, writer) = ws.split();
+    fill(&writer);
     closed_tx.send(()).unwrap();
-    let start = Instant::now();
-    loop {
-        match within(reader.recv()).await {
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
-            Some(Ok(_)) => {}
-        }
-    }
-    within(writer.closed()).await;
-    let took = start.elapsed();
-    assert!(took >= Duration::from_millis(250), "{took:?}");
-    assert!(
-        matches!(
-            writer.error(),
-            Some(Error::Protocol(ProtocolError::CloseTimeout))
-        ),
-        "{:?}",
-        writer.error()
-    );
+    ends_at_the_close_timeout(reader, writer, Duration::from_millis(300)).await;
     let _ = hold_tx.send(());
     within(server).await.unwrap();
 }

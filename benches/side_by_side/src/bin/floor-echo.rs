@@ -41,8 +41,8 @@ use std::net::SocketAddr;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use side_by_side_peers::floor::{
-    client_header, find, server_header_in_place, upgrade_response, Buffer, MAX_FRAME, MAX_HEAD,
-    READ_BUFFER,
+    client_header, find, next_frame, push_server_frame, server_header_in_place, upgrade_response,
+    Buffer, Next, MAX_FRAME, MAX_HEAD, READ_BUFFER,
 };
 use ws_proto::frame::apply_mask_at;
 
@@ -307,17 +307,13 @@ impl Conn {
         let mut out = std::mem::take(&mut self.out);
         out.clear();
         let mut at = 0;
-        while let Some((len, header_len)) = client_header(&self.buf[at..end]) {
-            if len > MAX_FRAME {
-                return false;
-            }
+        loop {
+            let (len, header_len) = match next_frame(&mut self.buf, at, end) {
+                Next::Frame(len, header_len) => (len, header_len),
+                Next::Wait => break,
+                Next::TooBig => return false,
+            };
             let size = header_len + len as usize;
-            if end - at < size {
-                if self.buf.len() < size {
-                    self.buf.resize(size, 0);
-                }
-                break;
-            }
             let opcode = self.buf[at] & 0x0f;
             let k = at + header_len - 4;
             let key = [
@@ -332,10 +328,10 @@ impl Conn {
             match opcode {
                 0x1 => {
                     answer_call(&self.buf[payload], &mut self.answer);
-                    push_frame(&mut out, 0x81, &self.answer);
+                    push_server_frame(&mut out, 0x81, &self.answer);
                 }
                 0x8 => {
-                    push_frame(&mut out, 0x88, &self.buf[payload]);
+                    push_server_frame(&mut out, 0x88, &self.buf[payload]);
                     self.closing = true;
                     break;
                 }
@@ -512,21 +508,4 @@ fn answer_call(payload: &[u8], answer: &mut Vec<u8>) {
             br#"{"jsonrpc":"2.0","error":{"code":-32700,"message":"Parse error"},"id":null}"#,
         ),
     }
-}
-
-/// A server frame (unmasked, final) of `payload` onto `out`.
-fn push_frame(out: &mut Vec<u8>, first: u8, payload: &[u8]) {
-    out.push(first);
-    match payload.len() {
-        n if n < 126 => out.push(n as u8),
-        n if n <= usize::from(u16::MAX) => {
-            out.push(126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(payload);
 }

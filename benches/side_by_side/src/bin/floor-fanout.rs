@@ -17,7 +17,9 @@ use std::io::{self, Read, Write};
 
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use side_by_side_peers::floor::{client_header, find, upgrade_response, MAX_HEAD};
+use side_by_side_peers::floor::{
+    client_header, find, push_server_frame, upgrade_response, MAX_HEAD,
+};
 
 const LISTENER: Token = Token(usize::MAX);
 
@@ -66,7 +68,7 @@ fn main() -> io::Result<()> {
                 side_by_side_peers::rpc::now_us()
             );
             frame.clear();
-            push_text_frame(&mut frame, payload.as_bytes());
+            push_server_frame(&mut frame, 0x81, payload.as_bytes());
             for conn in conns.iter_mut().flatten() {
                 if matches!(conn.phase, Phase::Subscribed) {
                     // One send; what the socket does not take is dropped.
@@ -159,7 +161,11 @@ fn on_readable(conn: &mut Conn) -> bool {
                     return true;
                 }
                 let mut answer = Vec::with_capacity(64);
-                push_text_frame(&mut answer, br#"{"jsonrpc":"2.0","id":0,"result":true}"#);
+                push_server_frame(
+                    &mut answer,
+                    0x81,
+                    br#"{"jsonrpc":"2.0","id":0,"result":true}"#,
+                );
                 if conn.tcp.write_all(&answer).is_err() {
                     return false;
                 }
@@ -169,21 +175,4 @@ fn on_readable(conn: &mut Conn) -> bool {
             Phase::Subscribed => return true,
         }
     }
-}
-
-/// An unmasked final text frame (§5.2).
-fn push_text_frame(out: &mut Vec<u8>, payload: &[u8]) {
-    out.push(0x81);
-    match payload.len() {
-        n @ 0..=125 => out.push(n as u8),
-        n @ 126..=0xffff => {
-            out.push(126);
-            out.extend_from_slice(&(n as u16).to_be_bytes());
-        }
-        n => {
-            out.push(127);
-            out.extend_from_slice(&(n as u64).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(payload);
 }

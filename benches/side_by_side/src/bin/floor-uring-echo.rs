@@ -35,7 +35,7 @@ mod uring {
 
     use io_uring::{opcode, squeue, types, IoUring};
     use side_by_side_peers::floor::{
-        client_header, find, server_header_in_place, upgrade_response, Buffer, MAX_FRAME, MAX_HEAD,
+        find, next_frame, server_header_in_place, upgrade_response, Buffer, Next, MAX_HEAD,
         READ_BUFFER,
     };
     use ws_proto::frame::apply_mask;
@@ -299,19 +299,13 @@ mod uring {
             // Where the next echoed frame is moved to (frames shrink by
             // their masking key, so each moves down a little).
             let mut out_end = None::<(usize, usize)>;
-            while let Some((len, header_len)) = client_header(&self.buf[at..end]) {
-                if len > MAX_FRAME {
-                    return false;
-                }
+            loop {
+                let (len, header_len) = match next_frame(&mut self.buf, at, end) {
+                    Next::Frame(len, header_len) => (len, header_len),
+                    Next::Wait => break,
+                    Next::TooBig => return false,
+                };
                 let size = header_len + len as usize;
-                if end - at < size {
-                    // Wait for the whole frame, in a buffer it fits in
-                    // (moved to the front before the next receive).
-                    if self.buf.len() < size {
-                        self.buf.resize(size, 0);
-                    }
-                    break;
-                }
                 let (out, opcode, key) = server_header_in_place(&mut self.buf, at, header_len, len);
                 apply_mask(&mut self.buf[at + header_len..at + size], key);
                 if opcode != 0xA {

@@ -109,3 +109,44 @@ pub async fn raw_client(addr: SocketAddr) -> TcpStream {
     );
     tcp
 }
+
+/// Fill the socket and then the write buffer of a connection whose peer
+/// reads nothing (`Config::write_buffer_limit` should be small).
+pub fn fill(writer: &ws_net::WsWriter) {
+    let chunk = bytes::Bytes::from(vec![0u8; 32 * 1024]);
+    let mut sent = 0;
+    while writer.try_send(Message::Binary(chunk.clone())).is_ok() {
+        sent += 1;
+        assert!(sent < 100_000, "the buffer never filled");
+    }
+}
+
+/// After the peer's close frame, on a connection whose peer never reads:
+/// the connection ends with `CloseTimeout`, no sooner than most of
+/// `close_timeout` after the close arrived.
+pub async fn ends_at_the_close_timeout(
+    mut reader: ws_net::WsReader,
+    writer: ws_net::WsWriter,
+    close_timeout: Duration,
+) {
+    let start = std::time::Instant::now();
+    loop {
+        match within(reader.recv()).await {
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+            Some(Ok(_)) => {}
+        }
+    }
+    within(writer.closed()).await;
+    let took = start.elapsed();
+    assert!(took >= close_timeout * 5 / 6, "{took:?}");
+    assert!(
+        matches!(
+            writer.error(),
+            Some(ws_net::Error::Protocol(
+                ws_proto::ProtocolError::CloseTimeout
+            ))
+        ),
+        "{:?}",
+        writer.error()
+    );
+}
