@@ -104,7 +104,7 @@ impl Id {
     /// The length of [`as_json`](Self::as_json).
     pub(crate) fn json_len(&self) -> usize {
         match &self.0 {
-            IdRepr::Num(n) => itoa::Buffer::new().format(*n).len(),
+            IdRepr::Num(n) => n.checked_ilog10().map_or(1, |digits| digits as usize + 1),
             IdRepr::Json(s) => s.len(),
         }
     }
@@ -630,7 +630,14 @@ mod tests {
         let text = result_text(&Id::number(1), &to_raw(&19).unwrap());
         assert_eq!(text, r#"{"jsonrpc":"2.0","result":19,"id":1}"#);
         assert_eq!(text.len(), text.capacity());
-        for id in [Id::number(u64::MAX), Id::string("a\"b"), Id::null()] {
+        for id in [
+            Id::number(0),
+            Id::number(9),
+            Id::number(10),
+            Id::number(u64::MAX),
+            Id::string("a\"b"),
+            Id::null(),
+        ] {
             let (text, at) = render_result(&id, &[1, 2]).unwrap();
             let expected = format!(r#"{{"jsonrpc":"2.0","result":[1,2],"id":{id}}}"#);
             assert_eq!(text, expected);

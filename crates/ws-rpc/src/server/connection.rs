@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
-use serde_json::value::RawValue;
 use tower::{BoxError, Service, ServiceExt};
 use ws_net::{CloseCode, Message, Utf8Bytes, WebSocket};
 
@@ -246,12 +245,12 @@ where
     pub(crate) fn handle(&mut self, text: Utf8Bytes) -> Option<DoneFuture> {
         match wire::parse_incoming(text.as_str()) {
             Incoming::ParseError => Some(parse_error()),
-            Incoming::EmptyBatch => Some(answer(error_text(
+            Incoming::EmptyBatch => Some(answer(wire::error_text(
                 &Id::null(),
                 &RpcError::invalid_request(),
             ))),
             Incoming::Single(Err(id)) => {
-                Some(answer(error_text(&id, &RpcError::invalid_request())))
+                Some(answer(wire::error_text(&id, &RpcError::invalid_request())))
             }
             Incoming::Single(Ok(call)) => {
                 self.calls += 1;
@@ -260,7 +259,7 @@ where
             Incoming::Batch(items) if items.len() > self.shared.config.max_batch => {
                 let e = RpcError::new(code::BATCH_TOO_LARGE, "Batch too large")
                     .with_data(&serde_json::json!({ "max": self.shared.config.max_batch }));
-                Some(answer(error_text(&Id::null(), &e)))
+                Some(answer(wire::error_text(&Id::null(), &e)))
             }
             Incoming::Batch(items) => {
                 let n = items.len();
@@ -269,7 +268,7 @@ where
                     .into_iter()
                     .map(|item| match item {
                         Ok(call) => self.call(&text, call),
-                        Err(id) => answer(error_text(&id, &RpcError::invalid_request())),
+                        Err(id) => answer(wire::error_text(&id, &RpcError::invalid_request())),
                     })
                     .collect();
                 Some(Box::pin(async move {
@@ -308,15 +307,14 @@ where
     fn call(&mut self, text: &Utf8Bytes, call: Call<'_>) -> DoneFuture {
         let Call { method, params, id } = call;
         if method == PING {
-            let pong = RawValue::from_string("\"pong\"".into()).ok();
-            return counted(id.zip(pong).map(|(id, p)| response_text(&id, Ok(&p))));
+            return counted(id.map(|id| Response::answer("pong", Some(id.clone())).into_text(&id)));
         }
         let params = Params::new(params.map(|p| wire::subslice(text, p.get())));
         if let Some(login) = self.shared.login.clone() {
             if method == *login.method {
                 if self.logged_in || self.login_pending {
                     let e = RpcError::new(code::INVALID_REQUEST, "Already logged in");
-                    return counted(id.map(|id| response_text(&id, Err(&e))));
+                    return counted(id.map(|id| wire::error_text(&id, &e)));
                 }
                 self.login_pending = true;
                 let fut = (login.handler)(params, self.cx.clone());
@@ -324,13 +322,10 @@ where
                     let outcome = fut.await;
                     let text = id.map(|id| match &outcome {
                         Ok(who) => {
-                            let r = wire::to_raw(&serde_json::json!({ "subject": who.subject() }));
-                            match r {
-                                Ok(r) => response_text(&id, Ok(&r)),
-                                Err(_) => response_text(&id, Err(&RpcError::internal_error())),
-                            }
+                            let subject = serde_json::json!({ "subject": who.subject() });
+                            Response::answer(&subject, Some(id.clone())).into_text(&id)
                         }
-                        Err(e) => response_text(&id, Err(e)),
+                        Err(e) => wire::error_text(&id, e),
                     });
                     Done {
                         text,
@@ -343,7 +338,7 @@ where
             if !self.logged_in {
                 let e = RpcError::new(code::LOGIN_REQUIRED, "Login required")
                     .with_data(&serde_json::json!({ "method": &*login.method }));
-                return counted(id.map(|id| response_text(&id, Err(&e))));
+                return counted(id.map(|id| wire::error_text(&id, &e)));
             }
         }
         let method = match method {
@@ -382,14 +377,6 @@ where
     }
 }
 
-/// The answer to the request `id`.
-fn response_text(id: &Id, r: Result<&RawValue, &RpcError>) -> String {
-    match r {
-        Ok(result) => wire::result_text(id, result),
-        Err(e) => wire::error_text(id, e),
-    }
-}
-
 /// An answer that needs no work.
 fn answer(text: String) -> DoneFuture {
     Box::pin(std::future::ready(Done {
@@ -402,7 +389,7 @@ fn answer(text: String) -> DoneFuture {
 
 /// The answer to a message that is not JSON (§5.1: -32700, id null).
 pub(crate) fn parse_error() -> DoneFuture {
-    answer(error_text(&Id::null(), &RpcError::parse_error()))
+    answer(wire::error_text(&Id::null(), &RpcError::parse_error()))
 }
 
 /// A call answered at once (counted in flight like any call).
@@ -413,10 +400,6 @@ fn counted(text: Option<String>) -> DoneFuture {
         calls: 1,
         login: None,
     }))
-}
-
-fn error_text(id: &Id, e: &RpcError) -> String {
-    response_text(id, Err(e))
 }
 
 /// The error object for a service's error: its own if it is one, -32000 for
