@@ -10,7 +10,8 @@
 #   FUZZ_TARGETS      targets to run (default: all of them)
 #   FUZZ_TARGET_DIR   cargo target dir (default: $HOME/.cache/ws-fuzz-target,
 #                     outside the tree so CI can cache it)
-#   FUZZ_SANITIZER    none (default; ws-proto has no unsafe code) or address
+#   FUZZ_SANITIZER    none (default; ws-proto's one unsafe function is
+#                     checked by the targets' own assertions) or address
 #   FUZZ_KEEP_CORPUS  a directory to copy each grown corpus into, per target
 set -euo pipefail
 

@@ -1,5 +1,5 @@
 //! Micro-benchmarks of ws-proto: frame header codec, unmasking (against a
-//! byte loop), UTF-8 validation, handshake parse + accept, whole-frame
+//! byte loop), UTF-8 validation and reading text as `&str`, handshake parse + accept, whole-frame
 //! decoding through a server `Connection`, and masked encoding through a
 //! client `Connection`.
 
@@ -7,7 +7,7 @@ use bytes::Buf;
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ws_proto::frame::{apply_mask, apply_mask_bytewise, FrameHeader, OpCode};
 use ws_proto::handshake::{parse_request_head, Accept, Limits, UpgradeRequest};
-use ws_proto::utf8::Utf8Validator;
+use ws_proto::utf8::{Utf8Bytes, Utf8Validator};
 use ws_proto::{Connection, Event, Message, Role};
 
 fn header(c: &mut Criterion) {
@@ -66,6 +66,21 @@ fn utf8(c: &mut Criterion) {
             v.finish().unwrap();
         })
     });
+    g.finish();
+    // Reading a received text message as `&str`: a JSON-RPC request of
+    // the `add` benchmark's size, and a large message.
+    let mut g = c.benchmark_group("utf8_as_str");
+    for text in [
+        r#"{"jsonrpc":"2.0","id":7,"method":"add","params":[1,2]}"#.to_string(),
+        text,
+    ] {
+        let len = text.len();
+        let bytes = Utf8Bytes::from(text);
+        g.throughput(Throughput::Bytes(len as u64));
+        g.bench_function(BenchmarkId::from_parameter(len), |b| {
+            b.iter(|| black_box(&bytes).as_str().len())
+        });
+    }
     g.finish();
 }
 
