@@ -3,6 +3,7 @@
 //! limits.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
@@ -74,6 +75,7 @@ pub(crate) async fn run<S>(
         (!logged_in).then(|| Box::pin(ws_net::time::sleep(config.login_timeout)) as _);
     let mut shutdown = shared.shutdown.subscribe();
     let mut closing = false;
+    let mut eager = Eager::new(config.max_in_flight);
     loop {
         // One place awaits the answer's send: the task's future keeps one
         // such state, not one per branch.
@@ -137,6 +139,11 @@ pub(crate) async fn run<S>(
                     {
                         break;
                     }
+                    if eager.now() {
+                        // Cannot wait: what the socket does not take now,
+                        // the connection's driver writes.
+                        let _ = writer.flush().now_or_never();
+                    }
                 }
                 for after in after {
                     after();
@@ -156,6 +163,78 @@ pub(crate) async fn run<S>(
     drop(reader);
     writer.closed().await;
     drop(guard);
+}
+
+/// When an answer is written at once, rather than with the answers to the
+/// other requests read with it (ws-net writes once per read).
+///
+/// A write per answer costs a system call each. That is free when the
+/// runtime has had nothing else to do (its thread parked since an answer
+/// was last written on it), and it lets a client that pipelines calls read
+/// answers and send new calls while the server still answers, instead of
+/// the two taking turns and waking each other. While the thread stays
+/// busy, one write per read keeps the system calls down. After a park, only
+/// the first connection to answer on the thread writes its answers one by
+/// one, up to a window of calls in flight, so that a burst of wake-ups
+/// after an idle spell does not make every connection pay.
+///
+/// On a current-thread runtime only: on a multi-thread one, telling
+/// whether some worker parked means reading every worker's counters (one
+/// cache miss each, on every answer), and it is unmeasured.
+struct Eager {
+    metrics: Option<tokio::runtime::RuntimeMetrics>,
+    window: usize,
+    /// Answers left to write one by one.
+    left: usize,
+}
+
+thread_local! {
+    /// The runtime's park count when an answer was last written on this
+    /// thread.
+    static PARKS_SEEN: Cell<u64> = const { Cell::new(0) };
+}
+
+impl Eager {
+    fn new(window: usize) -> Self {
+        let metrics = tokio::runtime::Handle::try_current()
+            .ok()
+            .filter(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread)
+            .map(|h| h.metrics());
+        Self {
+            metrics,
+            window,
+            left: 0,
+        }
+    }
+
+    /// Whether to write the answer just queued at once.
+    fn now(&mut self) -> bool {
+        match self.parks() {
+            Some(parks) => PARKS_SEEN.with(|seen| self.observe(parks, seen)),
+            None => false,
+        }
+    }
+
+    /// The decision, given the runtime's park count and the one last seen
+    /// on this thread.
+    fn observe(&mut self, parks: u64, seen: &Cell<u64>) -> bool {
+        if seen.replace(parks) != parks {
+            self.left = self.window;
+        }
+        let eager = self.left > 0;
+        self.left = self.left.saturating_sub(1);
+        eager
+    }
+
+    #[cfg(target_has_atomic = "64")]
+    fn parks(&self) -> Option<u64> {
+        self.metrics.as_ref().map(|m| m.worker_park_count(0))
+    }
+
+    #[cfg(not(target_has_atomic = "64"))]
+    fn parks(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// What a turn of a connection's loop leaves to do.
@@ -453,5 +532,72 @@ mod tests {
             std::mem::size_of_val(&serve)
         );
         assert!(size <= 4096, "{size}");
+    }
+
+    #[test]
+    fn after_a_park_the_first_connection_to_answer_writes_a_window_of_answers_at_once() {
+        let seen = Cell::new(0);
+        let mut first = Eager {
+            metrics: None,
+            window: 3,
+            left: 0,
+        };
+        let mut other = Eager {
+            metrics: None,
+            window: 3,
+            left: 0,
+        };
+        // The thread parked (count 1): the first connection to answer
+        // writes its next three answers at once; another connection that
+        // answers after it sees no new park and coalesces.
+        assert!(first.observe(1, &seen));
+        assert!(!other.observe(1, &seen));
+        assert!(first.observe(1, &seen));
+        assert!(first.observe(1, &seen));
+        assert!(!first.observe(1, &seen), "past the window");
+        // A new park opens a new window, for whoever answers first.
+        assert!(other.observe(2, &seen));
+        assert!(!first.observe(2, &seen));
+        assert!(other.observe(2, &seen));
+    }
+
+    /// The policy above reads tokio's park count: it must move when a
+    /// current-thread runtime runs out of work, and only then.
+    #[test]
+    fn a_current_thread_runtime_counts_its_parks() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let mut eager = Eager::new(4);
+            let before = eager
+                .parks()
+                .expect("a current-thread runtime has park counts");
+            // Busy: ready futures, no park.
+            for _ in 0..100 {
+                tokio::task::yield_now().await;
+            }
+            let busy = eager.parks().expect("counts");
+            // Idle: the thread parks while it waits for the timer.
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            let idle = eager.parks().expect("counts");
+            assert!(idle > busy, "parked while sleeping: {busy} -> {idle}");
+            assert!(
+                busy - before <= 1,
+                "yielding is not idling: {before} -> {busy}"
+            );
+            assert!(eager.now(), "first answer after the park");
+        });
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let mut eager = Eager::new(4);
+            assert!(eager.parks().is_none());
+            assert!(!eager.now(), "never at once on a multi-thread runtime");
+        });
     }
 }
