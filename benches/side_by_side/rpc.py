@@ -193,7 +193,8 @@ def main():
     out.append("floor: floor-echo echoing 48-byte text messages under the same load "
                "(no JSON, no framework): the most any server can do. floor-rpc: the same "
                "loop answering the calls with only what JSON-RPC requires (UTF-8 check, "
-               "serde_json parse, answer written): the most any JSON-RPC server can do.\n")
+               "serde_json parse, answer written): the most any JSON-RPC server can do "
+               "with one write per read.\n")
     out.append("| C | P | ws-rpc calls/s | jsonrpsee calls/s | ws-rpc / jsonrpsee (rounds) | floor / jsonrpsee (rounds) | floor-rpc / jsonrpsee (rounds) | server CPU µs/call ws-rpc, jsonrpsee, floor, floor-rpc | ratio | p99 µs ws-rpc, jsonrpsee | generator CPU % (ws-rpc run) |")
     out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for c, p in CALL_CELLS:

@@ -29,7 +29,10 @@
 //! `jsonrpc`, `method` and `id`, reading `params` as two integers), and
 //! write `{"jsonrpc":"2.0","result":a+b,"id":<id as sent>}` (or an error
 //! object) into the connection's output buffer. No task, no queue, no
-//! allocation per call, nothing checked beyond that.
+//! allocation per call, nothing checked beyond that. With `FLOOR_RPC=each`
+//! each answer is written at once instead, one `send` per call: what a
+//! server that does not gather its answers does (at one connection with
+//! calls pipelined, it keeps the client busy while it still answers).
 //!
 //! The handshake reads the request head and answers 101 with the accept
 //! key (RFC 6455 §4.2.2); nothing else in it is checked. A close frame is
@@ -53,11 +56,12 @@ const WRITE_LIMIT: usize = 4 * 1024 * 1024;
 fn main() -> io::Result<()> {
     let addr = side_by_side_peers::listen_addr("floor-echo");
     let stream = std::env::var_os("FLOOR_STREAM").is_some_and(|v| v == "1");
-    let rpc = std::env::var_os("FLOOR_RPC").is_some_and(|v| v == "1");
-    let mode = match (stream, rpc) {
-        (_, true) => Mode::Rpc,
-        (true, false) => Mode::Stream,
-        (false, false) => Mode::Echo,
+    let rpc = std::env::var("FLOOR_RPC").unwrap_or_default();
+    let mode = match (stream, rpc.as_str()) {
+        (_, "1") => Mode::Rpc,
+        (_, "each") => Mode::RpcEach,
+        (true, _) => Mode::Stream,
+        (false, _) => Mode::Echo,
     };
     let mut listener = bind(addr)?;
     println!("listening on ws://{}", listener.local_addr()?);
@@ -154,6 +158,8 @@ enum Mode {
     Stream,
     /// Answer each text frame as a JSON-RPC call (`FLOOR_RPC=1`).
     Rpc,
+    /// The same, each answer written at once (`FLOOR_RPC=each`).
+    RpcEach,
 }
 
 /// The frame being echoed.
@@ -189,6 +195,8 @@ struct Conn {
     stream: bool,
     /// Answer calls (`FLOOR_RPC=1`) instead of echoing.
     rpc: bool,
+    /// Write each answer at once (`FLOOR_RPC=each`).
+    each: bool,
     /// The answers to write (`FLOOR_RPC=1`), and one answer's payload.
     out: Vec<u8>,
     answer: Vec<u8>,
@@ -207,7 +215,8 @@ impl Conn {
             closing: false,
             pieces: Vec::with_capacity(64),
             stream: mode == Mode::Stream,
-            rpc: mode == Mode::Rpc,
+            rpc: matches!(mode, Mode::Rpc | Mode::RpcEach),
+            each: mode == Mode::RpcEach,
             out: Vec::new(),
             answer: Vec::new(),
         }
@@ -300,8 +309,9 @@ impl Conn {
         }
     }
 
-    /// Answer the complete frames in `buf[..end]`, all in one write; an
-    /// incomplete frame is kept for the next read. A close frame is echoed
+    /// Answer the complete frames in `buf[..end]`, all in one write (one
+    /// each with `FLOOR_RPC=each`); an incomplete frame is kept for the
+    /// next read. A close frame is echoed
     /// and ends the connection; other control frames are dropped.
     fn answer_calls(&mut self, end: usize) -> bool {
         let mut out = std::mem::take(&mut self.out);
@@ -329,6 +339,18 @@ impl Conn {
                 0x1 => {
                     answer_call(&self.buf[payload], &mut self.answer);
                     push_server_frame(&mut out, 0x81, &self.answer);
+                    if self.each {
+                        if !write_pieces(
+                            &mut self.sock,
+                            &mut self.unwritten,
+                            &out,
+                            &[(0, out.len())],
+                        ) {
+                            self.out = out;
+                            return false;
+                        }
+                        out.clear();
+                    }
                 }
                 0x8 => {
                     push_server_frame(&mut out, 0x88, &self.buf[payload]);

@@ -12,6 +12,12 @@
 //! is not sent to it (the benchmark counts it missing). It reads only to
 //! find the first frame and to see a connection end; epoll through mio, as
 //! tokio does.
+//!
+//! `FLOOR_COLD_LINES=k` (default 0) makes it read k cache lines of
+//! per-connection memory before each `send`, each line's address depending
+//! on the one read before, as a library's path through its per-connection
+//! state does (a queue, then a connection, then the socket's readiness):
+//! what such a chain costs per item with many subscribers.
 
 use std::io::{self, Read, Write};
 
@@ -33,6 +39,8 @@ enum Phase {
 }
 
 struct Conn {
+    /// `FLOOR_COLD_LINES` lines, each in a page of its own.
+    cold: Box<[u64]>,
     tcp: TcpStream,
     phase: Phase,
     buf: Vec<u8>,
@@ -55,6 +63,10 @@ fn main() -> io::Result<()> {
     let mut next_tick = std::time::Instant::now() + period;
     let mut n = 0u64;
     let mut frame = Vec::with_capacity(128);
+    let cold_lines: usize = std::env::var("FLOOR_COLD_LINES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     loop {
         let now = std::time::Instant::now();
         if now >= next_tick {
@@ -71,6 +83,7 @@ fn main() -> io::Result<()> {
             push_server_frame(&mut frame, 0x81, payload.as_bytes());
             for conn in conns.iter_mut().flatten() {
                 if matches!(conn.phase, Phase::Subscribed) {
+                    std::hint::black_box(read_chain(&conn.cold));
                     // One send; what the socket does not take is dropped.
                     let _ = conn.tcp.write(&frame);
                 }
@@ -97,6 +110,7 @@ fn main() -> io::Result<()> {
                         .is_ok()
                     {
                         conns[i] = Some(Conn {
+                            cold: cold_chain(cold_lines),
                             tcp,
                             phase: Phase::Handshake,
                             buf: Vec::new(),
@@ -175,4 +189,26 @@ fn on_readable(conn: &mut Conn) -> bool {
             Phase::Subscribed => return true,
         }
     }
+}
+
+/// Words between two lines of a chain: a page, so that no two share a
+/// line or a hardware prefetch.
+const STRIDE: usize = 4096 / 8;
+
+/// `lines` lines, each holding the index of the next one's first word.
+fn cold_chain(lines: usize) -> Box<[u64]> {
+    let mut chain = vec![0u64; lines * STRIDE];
+    for l in 0..lines {
+        chain[l * STRIDE] = ((l + 1) * STRIDE) as u64;
+    }
+    chain.into_boxed_slice()
+}
+
+/// Read the chain, each line's address from the line before.
+fn read_chain(chain: &[u64]) -> u64 {
+    let mut at = 0usize;
+    while let Some(&next) = chain.get(at) {
+        at = next as usize;
+    }
+    at as u64
 }
