@@ -91,6 +91,19 @@
 //! a client that cannot send WebSocket pings (a browser) can tell a dead
 //! server.
 //!
+//! # When answers are written
+//!
+//! The answers to the calls one read brought go out together, in one write
+//! (a system call per read, not per call), as soon as the last of them is
+//! ready. On a current-thread runtime there is one exception: once the
+//! runtime's thread has been idle (it parked), the first connection to
+//! answer writes each answer as soon as it is ready, for up to
+//! [`ServerConfig::max_in_flight`] answers. Spare CPU pays for the extra
+//! writes, and a client that pipelines calls reads answers and sends new
+//! calls while the server still answers, instead of the two taking turns:
+//! at one connection with 16 calls in flight, 1.4-1.6 times the calls per
+//! second (the repository's README has the measurement).
+//!
 //! # Middleware
 //!
 //! The server's calls go through a `tower::Service<`[`Request`]`>` whose
