@@ -372,9 +372,9 @@ async fn reconcile(
     Ok(())
 }
 
-/// Log a message dropped from Redis (throttled) and count it.
+/// Log a message dropped from Redis (throttled), then count it: whoever
+/// sees the count can find the line.
 fn dropped(inner: &Inner, channel: &str, payload: &[u8], why: &dyn std::fmt::Display) {
-    add(&inner.counters.malformed, 1);
     if let Some(suppressed) = inner.bad_log.allow() {
         let excerpt = String::from_utf8_lossy(&payload[..payload.len().min(80)]).into_owned();
         tracing::warn!(
@@ -386,6 +386,7 @@ fn dropped(inner: &Inner, channel: &str, payload: &[u8], why: &dyn std::fmt::Dis
             "redis: dropped a message from Redis: {why}"
         );
     }
+    add(&inner.counters.malformed, 1);
 }
 
 /// A message from a room channel: deliver it here if another node sent it.

@@ -493,8 +493,10 @@ async fn garbage_on_a_room_channel_is_dropped_and_logged() {
     for b in &bad {
         assert_eq!(redis.cli(&["publish", &ch, b]), "1");
     }
-    eventually(Duration::from_secs(5), "all dropped", || {
-        let done = a.rooms.stats().malformed == bad.len() as u64;
+    // Counted, and logged (the line is written on another thread).
+    eventually(Duration::from_secs(5), "all dropped and logged", || {
+        let done = a.rooms.stats().malformed == bad.len() as u64
+            && log_lines(&["dropped a message from Redis", a.rooms.node_id()]).len() >= bad.len();
         async move { done }
     })
     .await;
