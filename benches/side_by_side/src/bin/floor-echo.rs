@@ -191,12 +191,8 @@ struct Conn {
     closing: bool,
     /// (start, end) in `buf` of the pieces to write, kept between reads.
     pieces: Vec<(usize, usize)>,
-    /// Echo frames as they arrive (`FLOOR_STREAM=1`), not once complete.
-    stream: bool,
-    /// Answer calls (`FLOOR_RPC=1`) instead of echoing.
-    rpc: bool,
-    /// Write each answer at once (`FLOOR_RPC=each`).
-    each: bool,
+    /// What it does with the frames.
+    mode: Mode,
     /// The answers to write (`FLOOR_RPC=1`), and one answer's payload.
     out: Vec<u8>,
     answer: Vec<u8>,
@@ -214,9 +210,7 @@ impl Conn {
             read_paused: false,
             closing: false,
             pieces: Vec::with_capacity(64),
-            stream: mode == Mode::Stream,
-            rpc: matches!(mode, Mode::Rpc | Mode::RpcEach),
-            each: mode == Mode::RpcEach,
+            mode,
             out: Vec::new(),
             answer: Vec::new(),
         }
@@ -302,7 +296,7 @@ impl Conn {
     }
 
     fn frames(&mut self, end: usize) -> bool {
-        if self.rpc {
+        if matches!(self.mode, Mode::Rpc | Mode::RpcEach) {
             self.answer_calls(end)
         } else {
             self.echo(end)
@@ -339,7 +333,7 @@ impl Conn {
                 0x1 => {
                     answer_call(&self.buf[payload], &mut self.answer);
                     push_server_frame(&mut out, 0x81, &self.answer);
-                    if self.each {
+                    if self.mode == Mode::RpcEach {
                         if !write_pieces(
                             &mut self.sock,
                             &mut self.unwritten,
@@ -404,7 +398,7 @@ impl Conn {
                 return false;
             }
             let size = header_len + len as usize;
-            if !self.stream && end - at < size {
+            if self.mode != Mode::Stream && end - at < size {
                 // Wait for the whole frame, in a buffer it fits in (moved
                 // to the front below).
                 if self.buf.len() < size {
