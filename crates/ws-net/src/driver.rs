@@ -107,6 +107,7 @@ pub(crate) async fn drive(shared: Arc<Shared>) {
                 match result {
                     Ok(()) => {
                         inner.flush_pending = false;
+                        inner.transport_full = false;
                         inner.wake_senders();
                     }
                     Err(e) => {

@@ -75,18 +75,16 @@ impl WriteHalf {
     /// current-thread runtime there is no other thread: handing a write on
     /// to a driver only adds a wake-up, so `budgeted` is false there and a
     /// TCP socket is written directly (`send`, or `writev` for several
-    /// slices), outside the budget. Another transport is always polled
-    /// (with a waker that does nothing).
+    /// slices), outside the budget and, on Linux, without tokio's readiness
+    /// check (see `send_now`). Another transport is always polled (with a
+    /// waker that does nothing).
     pub(crate) fn write_now(
         &mut self,
         bufs: &[IoSlice<'_>],
         budgeted: bool,
     ) -> Poll<std::io::Result<usize>> {
         let result = match self {
-            WriteHalf::Tcp(w) if !budgeted => match bufs {
-                [one] => w.try_write(one),
-                _ => w.try_write_vectored(bufs),
-            },
+            WriteHalf::Tcp(w) if !budgeted => send_now(w.as_ref(), bufs),
             _ => {
                 let mut cx = Context::from_waker(std::task::Waker::noop());
                 return Pin::new(self).poll_write_vectored(&mut cx, bufs);
@@ -106,6 +104,41 @@ impl WriteHalf {
             WriteHalf::Tcp(w) => w.forget(),
             WriteHalf::Boxed(w) => drop(w),
         }
+    }
+}
+
+/// Write to a TCP socket with one system call, without tokio's readiness
+/// check: a socket's readiness lives in the reactor's own memory, which a
+/// broadcast to thousands of connections finds cold for each of them, while
+/// the socket's descriptor sits in the connection. When the socket takes
+/// nothing the call fails with `WouldBlock`; the caller then hands the write
+/// to the connection's driver, whose `poll_write` goes through tokio and
+/// registers for readiness as usual (a readiness tokio still believes in
+/// costs it one `EAGAIN` before it registers).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn send_now(tcp: &TcpStream, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+    use rustix::io::Errno;
+    loop {
+        let sent = match bufs {
+            // MSG_NOSIGNAL: a peer that went away is an EPIPE error here, not
+            // a SIGPIPE for a process that did not ignore it (as std's and
+            // mio's `send` do).
+            [one] => rustix::net::send(tcp, one, rustix::net::SendFlags::NOSIGNAL),
+            _ => rustix::io::writev(tcp, bufs),
+        };
+        match sent {
+            Err(Errno::INTR) => continue,
+            r => return r.map_err(std::io::Error::from),
+        }
+    }
+}
+
+/// Write to a TCP socket now through tokio (elsewhere than Linux).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn send_now(tcp: &TcpStream, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+    match bufs {
+        [one] => tcp.try_write(one),
+        _ => tcp.try_write_vectored(bufs),
     }
 }
 
@@ -190,6 +223,67 @@ mod tests {
         let (r, w) = split(a);
         assert!(matches!(r, ReadHalf::Boxed(_)));
         assert!(!w.is_tcp());
+    }
+
+    /// A direct write to a TCP socket (outside tokio's readiness) returns
+    /// Pending once the socket takes nothing more, after which tokio's own
+    /// path still waits for room and writes; once the peer is gone, it
+    /// fails with an error.
+    #[tokio::test]
+    async fn direct_writes_stop_when_the_socket_is_full_and_fail_when_the_peer_is_gone() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (client, server) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        let (_r, mut w) = split(client.unwrap());
+        let (mut server, _) = server.unwrap();
+        let chunk = vec![7u8; 64 * 1024];
+        let mut written = 0usize;
+        loop {
+            match w.write_now(&[IoSlice::new(&chunk)], false) {
+                Poll::Ready(Ok(n)) => written += n,
+                Poll::Pending => break,
+                Poll::Ready(Err(e)) => panic!("a full socket is not an error: {e}"),
+            }
+            assert!(written < 1 << 30, "the socket never filled");
+        }
+        assert!(written > 0);
+        let reader = tokio::spawn(async move {
+            let mut got = vec![0u8; written + 3];
+            server.read_exact(&mut got).await.unwrap();
+            (server, got)
+        });
+        let wait = std::time::Duration::from_secs(10);
+        tokio::time::timeout(wait, w.write_all(b"end"))
+            .await
+            .expect("room within 10 s")
+            .unwrap();
+        let (server, got) = tokio::time::timeout(wait, reader).await.unwrap().unwrap();
+        assert!(got[..written].iter().all(|&b| b == 7));
+        assert_eq!(&got[written..], b"end");
+
+        // Unread bytes at the peer's close make it reset the connection.
+        w.write_all(b"unread").await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        drop(server);
+        let deadline = tokio::time::Instant::now() + wait;
+        let err = loop {
+            match w.write_now(&[IoSlice::new(b"more")], false) {
+                Poll::Ready(Err(e)) => break e,
+                _ => assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no error within 10 s"
+                ),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        };
+        assert!(
+            matches!(
+                err.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ),
+            "{err}"
+        );
     }
 
     /// One slice takes the `send` path, several the `writev` path: both

@@ -421,7 +421,7 @@ async fn a_server_that_closes_and_never_reads_is_dropped_at_the_close_timeout() 
         .config(config);
     let (ws, _) = within(builder.connect()).await.unwrap();
     let (reader, writer) = ws.split();
-    fill(&writer);
+    fill(&writer).await;
     closed_tx.send(()).unwrap();
     ends_at_the_close_timeout(reader, writer, Duration::from_millis(300)).await;
     let _ = hold_tx.send(());

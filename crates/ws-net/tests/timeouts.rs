@@ -262,7 +262,7 @@ async fn a_peer_that_closes_and_never_reads_is_dropped_at_the_close_timeout() {
     });
     let mut client = raw_client(addr).await;
     let (reader, writer) = within(server).await.unwrap().split();
-    fill(&writer);
+    fill(&writer).await;
     // The peer's close frame: masked, code 1000.
     client
         .write_all(&[0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8])

@@ -140,6 +140,12 @@ pub(crate) struct Inner {
     pub(crate) io: Option<WriteHalf>,
     /// A direct write could not finish its flush: the driver must.
     pub(crate) flush_pending: bool,
+    /// A direct write found the transport taking nothing: no sender tries
+    /// again until the driver has written (it waits for the transport to be
+    /// ready). A TCP socket is written without tokio's readiness check (see
+    /// `WriteHalf::write_now`), so this is what spares a full socket a
+    /// failing system call per message.
+    pub(crate) transport_full: bool,
     /// Direct writes count against the sending task's cooperative budget,
     /// so a broadcast leaves most of its writes to the connections' driver
     /// tasks: true on a multi-thread runtime, where other worker threads
@@ -180,6 +186,7 @@ impl Shared {
                 unread: None,
                 io: Some(io),
                 flush_pending: false,
+                transport_full: false,
                 budgeted_writes: multi_thread_runtime(),
             }),
             notify: Notify::new(),
@@ -276,7 +283,7 @@ impl Inner {
     /// progress, without waiting: as far as the socket takes it now. The
     /// lock is held for the system call, which does not block.
     fn write_now(&mut self) -> Written {
-        if self.broken() || self.terminated {
+        if self.broken() || self.terminated || self.transport_full {
             return Written::Rest;
         }
         let Some(io) = self.io.as_mut() else {
@@ -303,7 +310,10 @@ impl Inner {
                     self.io_error(e);
                     return Written::Rest;
                 }
-                Poll::Pending => break,
+                Poll::Pending => {
+                    self.transport_full = true;
+                    break;
+                }
             }
         }
         let wrote = out.remaining() < before;

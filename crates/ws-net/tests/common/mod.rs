@@ -111,13 +111,23 @@ pub async fn raw_client(addr: SocketAddr) -> TcpStream {
 }
 
 /// Fill the socket and then the write buffer of a connection whose peer
-/// reads nothing (`Config::write_buffer_limit` should be small).
-pub fn fill(writer: &ws_net::WsWriter) {
+/// reads nothing (`Config::write_buffer_limit` should be small): until the
+/// write buffer stays full while the driver has had time to write. (A
+/// socket that refused a write once may take more a moment later, as the
+/// peer's kernel acknowledges what it received.)
+pub async fn fill(writer: &ws_net::WsWriter) {
     let chunk = bytes::Bytes::from(vec![0u8; 32 * 1024]);
     let mut sent = 0;
-    while writer.try_send(Message::Binary(chunk.clone())).is_ok() {
-        sent += 1;
-        assert!(sent < 100_000, "the buffer never filled");
+    loop {
+        while writer.try_send(Message::Binary(chunk.clone())).is_ok() {
+            sent += 1;
+            assert!(sent < 100_000, "the buffer never filled");
+        }
+        let before = writer.buffered_amount();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        if writer.buffered_amount() >= before {
+            return;
+        }
     }
 }
 
