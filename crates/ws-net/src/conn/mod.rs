@@ -140,9 +140,10 @@ pub(crate) struct Inner {
     pub(crate) io: Option<WriteHalf>,
     /// A direct write could not finish its flush: the driver must.
     pub(crate) flush_pending: bool,
-    /// A direct write found the transport taking nothing: no sender tries
-    /// again until the driver has written (it waits for the transport to be
-    /// ready). A TCP socket is written without tokio's readiness check (see
+    /// A direct write stopped short (the transport took nothing more, or
+    /// the task's cooperative budget was spent): no sender tries again until
+    /// the driver has written (it waits for the transport to be ready). A
+    /// TCP socket is written without tokio's readiness check (see
     /// `WriteHalf::write_now`), so this is what spares a full socket a
     /// failing system call per message.
     pub(crate) transport_full: bool,
