@@ -172,8 +172,8 @@ impl Outbox {
     }
 
     /// Bring the outbox's first line (its writer, its lock) into the cache
-    /// ahead of a push: a plain load, which neither takes the lock nor
-    /// holds up the instructions after it.
+    /// ahead of a push: a plain load, which takes no lock and whose value
+    /// nothing after it waits for.
     pub(crate) fn warm(&self) {
         std::hint::black_box(self.state.is_poisoned());
     }

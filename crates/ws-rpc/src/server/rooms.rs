@@ -123,9 +123,9 @@ impl std::fmt::Debug for LocalRooms {
 
 /// How many members ahead a broadcast reads a member's outbox before it
 /// sends to it. Each member's outbox and connection are elsewhere in memory
-/// and, in a large room, not in the cache: read one after the other they
-/// cost a wait each, read ahead they arrive together (the loads of several
-/// members are in flight at once) and the send finds them there.
+/// and, in a large room, not in the cache: read only when its turn comes,
+/// the outbox is waited for and then the connection it names; read ahead,
+/// the outbox is on its way while the members before it are served.
 const WARM_AHEAD: usize = 8;
 
 impl LocalRooms {
