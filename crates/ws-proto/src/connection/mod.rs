@@ -139,6 +139,9 @@ pub struct PreparedMessage {
     header: [u8; crate::frame::MAX_HEADER_LEN],
     header_len: u8,
     payload: Bytes,
+    /// A small message's whole unmasked frame, header and payload in one
+    /// buffer (the payload is a slice of it); empty for a large one.
+    frame: Bytes,
 }
 
 impl PreparedMessage {
@@ -177,11 +180,20 @@ impl PreparedMessage {
             payload_len: payload.len() as u64,
         }
         .encode();
+        let mut frame = Bytes::new();
+        if payload.len() <= send::COPY_MAX {
+            let mut whole = BytesMut::with_capacity(n + payload.len());
+            whole.extend_from_slice(&header[..n]);
+            whole.extend_from_slice(&payload);
+            frame = whole.freeze();
+            payload = frame.slice(n..);
+        }
         Self {
             opcode,
             header,
             header_len: n as u8,
             payload,
+            frame,
         }
     }
 
@@ -702,6 +714,39 @@ impl Connection {
             None => self.send.push_shared(&prepared.payload),
         }
         Ok(())
+    }
+
+    /// Take a prepared message as sent without queueing it, for a caller
+    /// that writes the frame to the transport itself (a broadcast writing to
+    /// many sockets in one pass). Returns the frame to write, or `Ok(None)`
+    /// when the message must go through [`send_prepared`](Self::send_prepared)
+    /// instead: on a client connection (which masks each frame), for a
+    /// large message, or when bytes already wait in the send buffer (they
+    /// go first). Whatever of the frame the transport does not take goes
+    /// back with [`requeue_unwritten`](Self::requeue_unwritten), before
+    /// anything queued since.
+    pub fn send_prepared_direct<'p>(
+        &mut self,
+        prepared: &'p PreparedMessage,
+    ) -> Result<Option<&'p Bytes>, SendError> {
+        self.check_open()?;
+        if prepared.opcode.is_data() && self.sending_fragments {
+            return Err(SendError::FragmentInProgress);
+        }
+        if self.role != Role::Server || prepared.frame.is_empty() || self.send.remaining() > 0 {
+            return Ok(None);
+        }
+        if prepared.opcode.is_data() {
+            self.timers.data_moved();
+        }
+        Ok(Some(&prepared.frame))
+    }
+
+    /// The part of a frame taken by
+    /// [`send_prepared_direct`](Self::send_prepared_direct) that the
+    /// transport did not take: queued ahead of everything queued since.
+    pub fn requeue_unwritten(&mut self, rest: Bytes) {
+        self.send.push_front(rest);
     }
 
     /// Start the closing handshake (§7.1.2) by queueing a close frame, with

@@ -15,7 +15,7 @@ use crate::frame::apply_mask;
 /// `Bytes` is queued and dropped after the write, and the write takes
 /// two slices. Up to this size the copy costs less than that (the README's
 /// performance section has the measurement).
-const COPY_MAX: usize = 2048;
+pub(crate) const COPY_MAX: usize = 2048;
 
 /// Bytes waiting to be written to the transport, in order: a queue of
 /// shared [`Bytes`] (large payloads, prepared broadcast frames) followed by a
@@ -94,6 +94,16 @@ impl SendBuf {
         } else {
             self.push_bytes(data.clone());
         }
+    }
+
+    /// Bytes that must go out before everything queued: the unwritten rest
+    /// of a frame the caller was writing itself.
+    pub(crate) fn push_front(&mut self, data: Bytes) {
+        if data.is_empty() {
+            return;
+        }
+        self.len += data.len();
+        self.chunks.push_front(data);
     }
 
     pub(crate) fn push_masked(&mut self, data: &[u8], key: [u8; 4]) {

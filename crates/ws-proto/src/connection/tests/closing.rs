@@ -591,3 +591,38 @@ fn read_hint_tells_the_rest_of_a_frame() {
     assert!(matches!(conn.poll_event(), Ok(Some(_))));
     assert_eq!(conn.read_hint(), 0);
 }
+
+/// A prepared message taken by `send_prepared_direct` is the caller's to
+/// write: nothing is queued; what the transport did not take goes back in
+/// front of what was queued since. It is refused where it cannot apply.
+#[test]
+fn a_prepared_frame_written_by_the_caller_and_its_unwritten_rest() {
+    let prepared = PreparedMessage::new(Message::text("hello"));
+    let mut conn = Connection::new(Role::Server, Config::default());
+    let frame = conn
+        .send_prepared_direct(&prepared)
+        .unwrap()
+        .expect("a small message on an idle server connection")
+        .clone();
+    assert_eq!(&frame[..], b"\x81\x05hello");
+    assert_eq!(conn.buffered_amount(), 0);
+    conn.send(Message::text("x")).unwrap();
+    // Bytes wait in the send buffer: they go first, so no direct write.
+    assert_eq!(conn.send_prepared_direct(&prepared), Ok(None));
+    conn.requeue_unwritten(frame.slice(3..));
+    assert_eq!(drain(&mut conn), b"ello\x81\x01x");
+
+    // A client masks each frame; a large message is queued by reference.
+    let mut client = Connection::new(Role::Client, Config::default());
+    assert_eq!(client.send_prepared_direct(&prepared), Ok(None));
+    let large = PreparedMessage::new(Message::binary(vec![7u8; 64 * 1024]));
+    let mut server = Connection::new(Role::Server, Config::default());
+    assert_eq!(server.send_prepared_direct(&large), Ok(None));
+
+    // Closed: refused like any send.
+    server.close(None).unwrap();
+    assert_eq!(
+        server.send_prepared_direct(&prepared),
+        Err(SendError::Closed)
+    );
+}
