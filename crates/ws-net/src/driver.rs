@@ -38,6 +38,11 @@ enum Step {
     Wait,
     /// Close the transport, reporting this error to the handles if any.
     Finish(Option<Error>),
+    /// A broadcast holds the socket (see `Broadcast`): wait until it is
+    /// done, then plan again. Its frame goes first (what the socket does
+    /// not take comes back to the front of the queue), and the socket stays
+    /// open until then.
+    Leased(Arc<crate::conn::Lease>),
 }
 
 pub(crate) async fn drive(shared: Arc<Shared>) {
@@ -61,25 +66,31 @@ pub(crate) async fn drive(shared: Arc<Shared>) {
         let mut deadline: Option<Instant> = None;
         let step = {
             let mut inner = shared.lock();
-            if unread.is_none() {
-                unread = inner.unread.take();
-            }
-            let step = plan(&mut inner, &mut deadline, &mut batch, &mut drain_by);
-            match step {
-                Step::Wait => {
-                    if let Some(w) = io.take() {
-                        inner.io = Some(w);
-                    }
+            if let Some(lease) = inner.active_lease() {
+                Step::Leased(lease)
+            } else {
+                if unread.is_none() {
+                    unread = inner.unread.take();
                 }
-                Step::Write | Step::Finish(_) => {
-                    if io.is_none() {
-                        io = inner.io.take();
+                let step = plan(&mut inner, &mut deadline, &mut batch, &mut drain_by);
+                match step {
+                    Step::Wait => {
+                        if let Some(w) = io.take() {
+                            inner.io = Some(w);
+                        }
                     }
+                    Step::Write | Step::Finish(_) => {
+                        if io.is_none() {
+                            io = inner.io.take();
+                        }
+                    }
+                    Step::Leased(_) => {}
                 }
+                step
             }
-            step
         };
         match step {
+            Step::Leased(lease) => lease.ended().await,
             Step::Finish(err) => {
                 if unread.is_none() {
                     unread = shared.lock().unread.take();

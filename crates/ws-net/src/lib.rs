@@ -19,8 +19,10 @@
 //! timer: a runtime built with `enable_io()` alone runs everything here,
 //! and [`time`] offers the same clocks to an application on such a
 //! runtime.
-// One function may use `unsafe` (registering a timer descriptor with the
-// runtime, in `clock.rs`), with its safety argument there; nothing else.
+// Two places may use `unsafe`, each with its safety argument there:
+// registering a timer descriptor with the runtime (`clock.rs`) and a
+// broadcast's writes to the descriptors it leased (`conn/broadcast.rs`);
+// nothing else.
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -43,6 +45,8 @@ mod transport;
 
 pub use client::{connect, ClientBuilder};
 pub use config::Config;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub use conn::Broadcast;
 pub use conn::{ConnectionId, WebSocket, WsReader, WsWriter};
 pub use error::{AcceptError, ConnectError, Error, TrySendError};
 #[cfg(feature = "tls")]

@@ -96,6 +96,16 @@ impl WriteHalf {
         }
     }
 
+    /// The descriptor of a plain TCP socket (Unix).
+    #[cfg(unix)]
+    pub(crate) fn tcp_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        match self {
+            WriteHalf::Tcp(w) => Some(w.as_ref().as_raw_fd()),
+            WriteHalf::Boxed(_) => None,
+        }
+    }
+
     /// Give up the write half without shutting it down first: a TCP socket
     /// is closed (one `close`, which sends the FIN) once its read half is
     /// dropped too. Another transport is just dropped.
@@ -116,7 +126,11 @@ impl WriteHalf {
 /// registers for readiness as usual (a readiness tokio still believes in
 /// costs it one `EAGAIN` before it registers).
 #[cfg(any(target_os = "linux", target_os = "android"))]
-fn send_now(tcp: &TcpStream, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+pub(crate) fn send_now(
+    tcp: impl std::os::fd::AsFd,
+    bufs: &[IoSlice<'_>],
+) -> std::io::Result<usize> {
+    let tcp = tcp.as_fd();
     use rustix::io::Errno;
     loop {
         let sent = match bufs {
@@ -135,7 +149,7 @@ fn send_now(tcp: &TcpStream, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
 
 /// Write to a TCP socket now through tokio (elsewhere than Linux).
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn send_now(tcp: &TcpStream, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
+pub(crate) fn send_now(tcp: &TcpStream, bufs: &[IoSlice<'_>]) -> std::io::Result<usize> {
     match bufs {
         [one] => tcp.try_write(one),
         _ => tcp.try_write_vectored(bufs),

@@ -28,6 +28,8 @@
 //! that takes such frames and broadcasts from other threads can lower
 //! `max_frame_size` to bound the wait.
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod broadcast;
 mod reader;
 mod websocket;
 mod writer;
@@ -44,6 +46,8 @@ use tokio::io::AsyncWrite;
 use tokio::sync::Notify;
 use ws_proto::{Connection, SendError};
 
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub use broadcast::Broadcast;
 pub use reader::WsReader;
 pub use websocket::WebSocket;
 pub use writer::WsWriter;
@@ -151,7 +155,45 @@ pub(crate) struct Inner {
     /// so a broadcast leaves most of its writes to the connections' driver
     /// tasks: true on a multi-thread runtime, where other worker threads
     /// run them (see `WriteHalf::write_now`).
-    budgeted_writes: bool,
+    pub(crate) budgeted_writes: bool,
+    /// A broadcast took the socket for a write of its own (see
+    /// `Broadcast`): while its lease is active nobody else writes.
+    pub(crate) lease: Option<Arc<Lease>>,
+}
+
+/// A broadcast's claim on the sockets it writes: active from its first
+/// pass until its writes are done. Meanwhile senders only queue, and a
+/// driver that wants to write or close waits here.
+#[derive(Debug, Default)]
+pub(crate) struct Lease {
+    pub(crate) active: std::sync::atomic::AtomicBool,
+    waiters: Mutex<Vec<Waker>>,
+}
+
+impl Lease {
+    /// Wait until the lease ends. Cancel-safe.
+    pub(crate) async fn ended(&self) {
+        std::future::poll_fn(|cx| {
+            let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+            if !self.active.load(Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+                waiters.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// End the lease and wake whoever waits for it.
+    pub(crate) fn end(&self) {
+        self.active.store(false, Ordering::Release);
+        let waiters = std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|p| p.into_inner()));
+        for w in waiters {
+            w.wake();
+        }
+    }
 }
 
 /// What a direct write left to do.
@@ -189,6 +231,7 @@ impl Shared {
                 flush_pending: false,
                 transport_full: false,
                 budgeted_writes: multi_thread_runtime(),
+                lease: None,
             }),
             notify: Notify::new(),
             config,
@@ -213,6 +256,28 @@ impl Inner {
         self.core.buffered_amount() + self.in_flight
     }
 
+    /// The active lease of a broadcast holding the socket, if any.
+    pub(crate) fn active_lease(&mut self) -> Option<Arc<Lease>> {
+        if self.leased() {
+            self.lease.clone()
+        } else {
+            None
+        }
+    }
+
+    /// A broadcast holds the socket for its writes (see `Broadcast`). An
+    /// ended lease is forgotten here.
+    pub(crate) fn leased(&mut self) -> bool {
+        match &self.lease {
+            None => false,
+            Some(l) if l.active.load(Ordering::Acquire) => true,
+            Some(_) => {
+                self.lease = None;
+                false
+            }
+        }
+    }
+
     /// The transport failed (an I/O error): nothing more can be written or
     /// read, and the driver shuts it down at once. (After a protocol error
     /// the close frame still goes out and the peer's is awaited.)
@@ -235,7 +300,7 @@ impl Inner {
 
     /// The error for a send the connection refused: the connection's own
     /// end when it is over, else why this message cannot go.
-    fn send_error(&self, e: SendError) -> Error {
+    pub(crate) fn send_error(&self, e: SendError) -> Error {
         match (e, &self.fatal) {
             (SendError::Closed, Some(fatal)) => fatal.clone(),
             (SendError::Closed, None) => Error::Closed,
@@ -284,7 +349,7 @@ impl Inner {
     /// progress, without waiting: as far as the socket takes it now. The
     /// lock is held for the system call, which does not block.
     fn write_now(&mut self) -> Written {
-        if self.broken() || self.terminated || self.transport_full {
+        if self.broken() || self.terminated || self.transport_full || self.leased() {
             return Written::Rest;
         }
         let Some(io) = self.io.as_mut() else {

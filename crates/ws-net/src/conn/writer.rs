@@ -164,7 +164,7 @@ impl WsWriter {
     /// reader has consumed everything received: a reply to the last request
     /// read goes out at once, while replies to a batch of requests read
     /// together go out together, after the last one.
-    fn dispatch(&self, mut inner: MutexGuard<'_, Inner>, direct: bool) {
+    pub(super) fn dispatch(&self, mut inner: MutexGuard<'_, Inner>, direct: bool) {
         let now = direct && inner.io.is_some() && inner.core.read_buffer().is_empty();
         if now && inner.write_now() == Written::All {
             return;
@@ -235,7 +235,7 @@ impl WsWriter {
     }
 
     /// [`poll_room`](Self::poll_room) without waiting.
-    fn try_room(&self, inner: &Inner) -> Result<(), Refused> {
+    pub(super) fn try_room(&self, inner: &Inner) -> Result<(), Refused> {
         if let Some(e) = inner.closed_error() {
             return Err(Refused::Failed(e));
         }
@@ -282,13 +282,13 @@ impl WsWriter {
 }
 
 /// Why a message could not be queued at once (before it is handed back).
-enum Refused {
+pub(super) enum Refused {
     Full,
     Failed(Error),
 }
 
 impl Refused {
-    fn with<M>(self, message: M) -> TrySendError<M> {
+    pub(super) fn with<M>(self, message: M) -> TrySendError<M> {
         match self {
             Refused::Full => TrySendError::Full(message),
             Refused::Failed(e) => TrySendError::Failed(message, e),
