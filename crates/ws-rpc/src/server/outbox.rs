@@ -220,24 +220,64 @@ impl Outbox {
         } else {
             item
         };
+        self.queue_item(&mut st, source, item, bound)
+    }
+
+    /// [`push`](Self::push) of a room's broadcast: written in the
+    /// broadcast's pass over the sockets when the connection can take it
+    /// now, else queued as `push` queues it.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(crate) fn push_broadcast<'a>(
+        &'a self,
+        source: &Source,
+        broadcast: &mut ws_net::Broadcast<'a>,
+        bound: Bound,
+    ) -> Pushed {
+        let mut st = self.lock();
+        if st.closed {
+            return Pushed::Closed;
+        }
+        if st.queue.is_empty() {
+            match broadcast.try_send(&self.writer) {
+                Ok(()) => return Pushed::Ok,
+                Err(e) if e.is_full() => {}
+                Err(_) => {
+                    st.closed = true;
+                    return Pushed::Closed;
+                }
+            }
+        }
+        let item = Item::Prepared(broadcast.message());
+        self.queue_item(&mut st, Some(source), item, bound)
+    }
+
+    /// Queue an item that could not be written now, under the bounds and
+    /// lag policies of [`push`](Self::push).
+    fn queue_item(
+        &self,
+        st: &mut State,
+        source: Option<&Source>,
+        item: Item<'_>,
+        bound: Bound,
+    ) -> Pushed {
         let len = item.len();
         let over_all = st.queue.len() >= self.max_items || st.bytes + len > self.max_bytes;
         let Some(source) = source else {
             if over_all {
                 return Pushed::Full;
             }
-            self.enqueue(&mut st, None, item.into_owned());
+            self.enqueue(st, None, item.into_owned());
             return Pushed::Ok;
         };
         let queued = st.sources.get(source).map_or(0, |s| s.queued);
         if queued >= bound.items || over_all {
             match bound.policy {
                 LagPolicy::End => {
-                    let n = drop_items(&mut st, source, usize::MAX) as u64 + 1;
+                    let n = drop_items(st, source, usize::MAX) as u64 + 1;
                     return Pushed::Ended(n);
                 }
                 LagPolicy::DropOldest => {
-                    let dropped = drop_items(&mut st, source, 1);
+                    let dropped = drop_items(st, source, 1);
                     st.sources.entry(source.clone()).or_default().dropped += 1;
                     if dropped == 0 {
                         // Over the queue's own bound with nothing of this
@@ -247,7 +287,7 @@ impl Outbox {
                 }
             }
         }
-        self.enqueue(&mut st, Some(source.clone()), item.into_owned());
+        self.enqueue(st, Some(source.clone()), item.into_owned());
         Pushed::Ok
     }
 

@@ -17,7 +17,9 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use ws_net::{ConnectionId, Message, PreparedMessage};
 
-use super::outbox::{Bound, Item, Outbox, Pushed, Source};
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+use super::outbox::Item;
+use super::outbox::{Bound, Outbox, Pushed, Source};
 use crate::wire;
 
 /// A connection in a room: where its broadcasts go, and how much of them
@@ -151,6 +153,11 @@ impl LocalRooms {
             let Some(r) = rooms.get(room) else {
                 return delivery;
             };
+            // Two passes (see ws_net::Broadcast): each member's queue and
+            // connection first, then the sockets that can take the message
+            // now, one `send` each.
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            let mut broadcast = ws_net::Broadcast::new(message);
             for (i, m) in r.members.iter().enumerate() {
                 if let Some(ahead) = r.members.get(i + WARM_AHEAD) {
                     ahead.outbox.warm();
@@ -158,15 +165,20 @@ impl LocalRooms {
                 if Some(m.id) == except {
                     continue;
                 }
-                match m
+                #[cfg(any(target_os = "linux", target_os = "android"))]
+                let pushed = m.outbox.push_broadcast(&source, &mut broadcast, m.bound);
+                #[cfg(not(any(target_os = "linux", target_os = "android")))]
+                let pushed = m
                     .outbox
-                    .push(Some(&source), Item::Prepared(message), m.bound)
-                {
+                    .push(Some(&source), Item::Prepared(message), m.bound);
+                match pushed {
                     Pushed::Ok => delivery.sent += 1,
                     Pushed::Ended(n) => lagged.push((m.clone(), n)),
                     Pushed::Full | Pushed::Closed => {}
                 }
             }
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            broadcast.finish();
         }
         for (m, n) in lagged {
             // It leaves, and is told how many broadcasts it missed.
