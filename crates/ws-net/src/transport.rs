@@ -130,8 +130,8 @@ pub(crate) fn send_now(
     tcp: impl std::os::fd::AsFd,
     bufs: &[IoSlice<'_>],
 ) -> std::io::Result<usize> {
-    let tcp = tcp.as_fd();
     use rustix::io::Errno;
+    let tcp = tcp.as_fd();
     loop {
         let sent = match bufs {
             // MSG_NOSIGNAL: a peer that went away is an EPIPE error here, not

@@ -85,45 +85,35 @@ impl<'a> Broadcast<'a> {
         let mut inner = writer.shared.lock();
         writer.try_room(&inner).map_err(|e| e.with(()))?;
         // Leased: a TCP socket in the connection's state (no write in
-        // progress), nothing waiting to be written, the reader done with
-        // what it received (as for a direct write), and a current-thread
-        // runtime (on a multi-thread one the connections' drivers share a
-        // broadcast's writes out over the workers).
-        let fd = if inner.budgeted_writes {
-            None
-        } else {
-            inner.io.as_ref().and_then(|io| io.tcp_fd()).filter(|_| {
-                inner.core.read_buffer().is_empty()
-                    && inner.in_flight == 0
-                    && !inner.flush_pending
-                    && !inner.transport_full
-                    && !inner.broken()
-                    && !inner.terminated
-            })
-        };
-        if let Some(fd) = fd {
-            if !inner.leased() {
-                match inner.core.send_prepared_direct(self.message) {
-                    Ok(Some(frame)) => {
-                        self.frame = Some(frame);
-                        inner.lease = Some(self.lease.clone());
-                        self.leased.push((writer, fd));
-                        return Ok(());
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        let err = inner.send_error(e);
-                        return Err(TrySendError::Failed((), err));
-                    }
+        // progress) that a sender could write directly now, nothing waiting
+        // to be written (in flight, or a flush; ws-proto checks its own
+        // queue), the reader done with what it received (as for a direct
+        // write), and a current-thread runtime (on a multi-thread one the
+        // connections' drivers share a broadcast's writes out over the
+        // workers).
+        let fd = inner.io.as_ref().and_then(|io| io.tcp_fd());
+        let leasable = fd.is_some()
+            && !inner.budgeted_writes
+            && inner.in_flight == 0
+            && !inner.flush_pending
+            && inner.core.read_buffer().is_empty()
+            && inner.may_write_directly();
+        if let (true, Some(fd)) = (leasable, fd) {
+            match inner.core.send_prepared_direct(self.message) {
+                Ok(Some(frame)) => {
+                    self.frame = Some(frame);
+                    inner.lease = Some(self.lease.clone());
+                    self.leased.push((writer, fd));
+                    return Ok(());
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let err = inner.send_error(e);
+                    return Err(TrySendError::Failed((), err));
                 }
             }
         }
-        if let Err(e) = inner.core.send_prepared(self.message) {
-            let err = inner.send_error(e);
-            return Err(TrySendError::Failed((), err));
-        }
-        writer.dispatch(inner, true);
-        Ok(())
+        writer.queue_prepared(inner, self.message)
     }
 
     /// Write the message to the leased connections and end the lease.

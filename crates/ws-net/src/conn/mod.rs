@@ -256,6 +256,13 @@ impl Inner {
         self.core.buffered_amount() + self.in_flight
     }
 
+    /// Whether a sender may write to the transport itself now: it has not
+    /// failed or been closed, it took the last direct write whole, and no
+    /// broadcast holds it.
+    pub(crate) fn may_write_directly(&mut self) -> bool {
+        !(self.broken() || self.terminated || self.transport_full || self.leased())
+    }
+
     /// The active lease of a broadcast holding the socket, if any.
     pub(crate) fn active_lease(&mut self) -> Option<Arc<Lease>> {
         if self.leased() {
@@ -349,7 +356,7 @@ impl Inner {
     /// progress, without waiting: as far as the socket takes it now. The
     /// lock is held for the system call, which does not block.
     fn write_now(&mut self) -> Written {
-        if self.broken() || self.terminated || self.transport_full || self.leased() {
+        if !self.may_write_directly() {
             return Written::Rest;
         }
         let Some(io) = self.io.as_mut() else {

@@ -133,8 +133,18 @@ impl WsWriter {
     /// [`try_send`](Self::try_send) for a message encoded once for many
     /// connections: the broadcast step that never waits.
     pub fn try_send_prepared(&self, message: &PreparedMessage) -> Result<(), TrySendError<()>> {
-        let mut inner = self.shared.lock();
+        let inner = self.shared.lock();
         self.try_room(&inner).map_err(|e| e.with(()))?;
+        self.queue_prepared(inner, message)
+    }
+
+    /// Queue a prepared message on a connection that has room, and write
+    /// it now if that is the moment (see `dispatch`).
+    pub(super) fn queue_prepared(
+        &self,
+        mut inner: MutexGuard<'_, Inner>,
+        message: &PreparedMessage,
+    ) -> Result<(), TrySendError<()>> {
         if let Err(e) = inner.core.send_prepared(message) {
             let err = inner.send_error(e);
             return Err(TrySendError::Failed((), err));

@@ -693,11 +693,8 @@ impl Connection {
     /// connection nothing is encoded again; a client must mask, so it
     /// encodes the frame with a fresh mask.
     pub fn send_prepared(&mut self, prepared: &PreparedMessage) -> Result<(), SendError> {
-        self.check_open()?;
+        self.check_prepared(prepared)?;
         if prepared.opcode.is_data() {
-            if self.sending_fragments {
-                return Err(SendError::FragmentInProgress);
-            }
             self.timers.data_moved();
         }
         // A server sends the header encoded once; a client masks.
@@ -729,10 +726,7 @@ impl Connection {
         &mut self,
         prepared: &'p PreparedMessage,
     ) -> Result<Option<&'p Bytes>, SendError> {
-        self.check_open()?;
-        if prepared.opcode.is_data() && self.sending_fragments {
-            return Err(SendError::FragmentInProgress);
-        }
+        self.check_prepared(prepared)?;
         if self.role != Role::Server || prepared.frame.is_empty() || self.send.remaining() > 0 {
             return Ok(None);
         }
@@ -766,6 +760,16 @@ impl Connection {
     }
 
     // ---- internals ----
+
+    /// Whether a prepared message can be sent now: the connection is open,
+    /// and a data message does not cut into a fragmented one.
+    fn check_prepared(&self, prepared: &PreparedMessage) -> Result<(), SendError> {
+        self.check_open()?;
+        if prepared.opcode.is_data() && self.sending_fragments {
+            return Err(SendError::FragmentInProgress);
+        }
+        Ok(())
+    }
 
     fn check_open(&self) -> Result<(), SendError> {
         if self.state == State::Open && !self.failed {
