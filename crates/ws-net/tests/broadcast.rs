@@ -136,3 +136,35 @@ async fn a_socket_that_takes_part_of_a_frame_gets_the_rest_in_order() {
     within(reading).await.unwrap();
     assert!(full > 0, "the write buffer never filled");
 }
+
+/// A peer that is gone when the broadcast writes (its socket reset): the
+/// send's error becomes the connection's error, on every handle.
+#[tokio::test]
+async fn a_peer_gone_before_the_write_ends_the_connection_with_its_error() {
+    let (l, addr) = listener().await;
+    let (raw, server) = tokio::join!(common::raw_client(addr), accept_one(&l));
+    let w = server.writer();
+    // Closed with a message unread: the peer's kernel answers with a reset.
+    w.try_send(Message::text("unread")).unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(raw);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let m = PreparedMessage::new(Message::text("one"));
+    let mut refused = false;
+    for _ in 0..100 {
+        let mut broadcast = Broadcast::new(&m);
+        if broadcast.try_send(&w).is_err() {
+            refused = true;
+            break;
+        }
+        broadcast.finish();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(refused, "a reset connection kept taking messages");
+    within(w.closed()).await;
+    assert!(
+        matches!(w.error(), Some(ws_net::Error::Io(_))),
+        "{:?}",
+        w.error()
+    );
+}
